@@ -1,0 +1,3 @@
+from sleepdetect.cli import main
+
+raise SystemExit(main())

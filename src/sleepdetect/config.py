@@ -1,0 +1,237 @@
+"""Typed run configuration: params files and `key.sub=value` overrides into dataclasses.
+
+Every section is a dataclass whose defaults run the built-in demo. Loading checks every key and
+type, so a typo in a params file fails before any work starts, listing the keys that are valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sleepdetect.files import write_text
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not fit the config; the message says how to fix it."""
+
+
+REFERENCE_FEATURES = ["anglez", "enmo", "hour_sin", "hour_cos"]
+
+
+@dataclass
+class SynthConfig:
+    """How the demo fills an empty `data.dir` with synthetic competition files."""
+
+    series: int = 8
+    days: float = 6.0
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the competition files are; an empty or missing folder gets synthetic data."""
+
+    dir: str = "data/synthetic"
+    synthetic: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class OutputConfig:
+    """Everything a run writes goes under `dir/<exp_name>/`."""
+
+    dir: str = "outputs"
+
+
+@dataclass
+class PrepareConfig:
+    """01_prepare: which file to read and which features to build (names: see features.py)."""
+
+    phase: Literal["train", "test"] = "train"
+    features: list[str] = field(default_factory=lambda: list(REFERENCE_FEATURES))
+
+
+@dataclass
+class ModelConfig:
+    """Which registered model to build (see `python -m sleepdetect models`)."""
+
+    name: str = "Spec2DCNN"
+
+
+@dataclass
+class PostprocessConfig:
+    """Per-step scores -> scored event candidates (see postprocess.py)."""
+
+    score_th: float = 0.005
+    distance: int = 40
+
+
+@dataclass
+class Config:
+    exp_name: str = "demo"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+    @property
+    def exp_dir(self) -> Path:
+        return Path(self.output.dir) / self.exp_name
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: typing.Sequence[str] = (),
+    sections: dict[str, Any] | None = None,
+) -> Config:
+    """Build a Config from a params file, then `sections` (dicts, as papermill injects them),
+    then `key.sub=value` overrides, each layer replacing only the keys it names."""
+    raw: dict[str, Any] = {}
+    source = "params"
+    if path is not None:
+        source = str(path)
+        raw = _read_yaml(Path(path))
+    for key, value in (sections or {}).items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = _deep_merge(raw[key], value)
+        else:
+            raw[key] = value
+    for item in overrides:
+        _apply_override(raw, item)
+    return from_dict(Config, raw, source=source)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`optimizer.lr=5e-4` -> (["optimizer", "lr"], 0.0005); values are read as YAML."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key.strip().split("."), value
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    keys, value = parse_override(item)
+    node = raw
+    for k in keys[:-1]:
+        child = node.get(k)
+        if not isinstance(child, dict):
+            child = node[k] = {}
+        node = child
+    node[keys[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"params file {path} does not exist (params files live in params/)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"params file {path} is not valid YAML: {e}") from e
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params file {path} must hold a mapping of sections, not {type(raw).__name__}")
+    return raw
+
+
+def from_dict(cls: type, raw: Any, source: str = "params", prefix: str = "") -> Any:
+    """Check `raw` against dataclass `cls` (keys and types) and build it."""
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix + unknown[0]!r} at {where}; valid keys: {', '.join(names)}"
+        )
+    kwargs = {k: _convert(hints[k], v, source, f"{prefix}{k}") for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, source, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, source, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return [_convert(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{source}: {key} must be {tp.__name__}, got {value!r}")
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, tp):
+        raise ConfigError(
+            f"{source}: {key} must be {tp.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+# ---------------------------------------------------------------- saving
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | os.PathLike[str]) -> Path:
+    """Write the resolved config (every key, defaults included) so a run can be redone."""
+    return write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key a params file may set, for docs and error messages."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += valid_keys(tp, f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
