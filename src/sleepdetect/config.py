@@ -16,14 +16,12 @@ from typing import Any, Literal
 
 import yaml
 
+from sleepdetect.data.features import REFERENCE_FEATURES
 from sleepdetect.files import write_text
 
 
 class ConfigError(ValueError):
     """A params file or override that does not fit the config; the message says how to fix it."""
-
-
-REFERENCE_FEATURES = ["anglez", "enmo", "hour_sin", "hour_cos"]
 
 
 @dataclass
@@ -139,7 +137,9 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
@@ -153,7 +153,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"params file {path} must hold a mapping of sections, not {type(raw).__name__}")
+        raise ConfigError(
+            f"params file {path} must hold a mapping of sections, not {type(raw).__name__}"
+        )
     return raw
 
 
@@ -167,7 +169,8 @@ def from_dict(cls: type, raw: Any, source: str = "params", prefix: str = "") -> 
     unknown = [k for k in raw if k not in names]
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key {prefix + unknown[0]!r} at {where}; valid keys: {', '.join(names)}"
+            f"{source}: unknown key {prefix + unknown[0]!r} at {where}; "
+            f"valid keys: {', '.join(names)}"
         )
     kwargs = {k: _convert(hints[k], v, source, f"{prefix}{k}") for k, v in raw.items()}
     return cls(**kwargs)

@@ -1,0 +1,160 @@
+"""01_prepare: competition files -> float32 feature arrays per series + a manifest.
+
+Requires: `data.dir` with `<phase>_series.parquet` (and `train_events.csv` for the train
+phase); an empty or missing `data.dir` is filled with synthetic data first.
+Outputs, under `<output.dir>/<exp_name>/prepared/<phase>/`:
+  features/<series_id>.npy   (steps, features) float32, row i = step i, memory-mappable
+  events.csv                 validated events (train phase)
+  manifest.json              series ids, lengths, first timestamps, feature names, constants
+  config.yaml                the resolved config of the run
+The folder is built aside and swapped in whole, so a failed run keeps the previous result.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from sleepdetect.config import Config, save_config, to_dict
+from sleepdetect.data.features import (
+    NORMALISATION,
+    SeriesSignals,
+    build_features,
+    check_feature_names,
+)
+from sleepdetect.data.io import STEP_SECONDS, count_rows, iter_series, read_events
+from sleepdetect.errors import InputError
+from sleepdetect.files import atomic_path, save_npy, write_json
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class SeriesEntry:
+    series_id: str
+    n_steps: int
+    first_timestamp: str
+    file: str
+
+
+@dataclass
+class Manifest:
+    """What 01_prepare wrote; later stages read arrays through it."""
+
+    root: Path
+    phase: str
+    source: str
+    feature_names: list[str]
+    normalisation: dict[str, float]
+    step_seconds: int
+    series: list[SeriesEntry]
+    events: str | None
+    prepare_config: dict
+
+    @classmethod
+    def load(cls, root: str | Path) -> Manifest:
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise InputError(f"{path}: no manifest; run 01_prepare (python -m sleepdetect prepare)")
+        raw = json.loads(path.read_text())
+        raw["series"] = [SeriesEntry(**s) for s in raw["series"]]
+        return cls(root=root, **raw)
+
+    def features(self, series_id: str, mmap: bool = True) -> np.ndarray:
+        """(steps, features) float32 array of one series, memory-mapped by default."""
+        entry = next((s for s in self.series if s.series_id == series_id), None)
+        if entry is None:
+            raise KeyError(f"series {series_id!r} is not in {self.root / MANIFEST}")
+        return np.load(self.root / entry.file, mmap_mode="r" if mmap else None)
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        return {s.series_id: s.n_steps for s in self.series}
+
+
+def ensure_data(cfg: Config) -> Path:
+    """`data.dir`, filled with synthetic competition files when it is empty or missing."""
+    data_dir = Path(cfg.data.dir)
+    if not data_dir.exists() or not any(data_dir.iterdir()):
+        from sleepdetect.data.synthetic import write_synthetic
+
+        syn = cfg.data.synthetic
+        print(f"{data_dir} is empty: writing {syn.series} synthetic series (seed {syn.seed})")
+        write_synthetic(data_dir, n_series=syn.series, days=syn.days, seed=syn.seed)
+    return data_dir
+
+
+def prepare(cfg: Config) -> Path:
+    """Build the prepared folder for `cfg.prepare.phase`; returns the manifest's path."""
+    check_feature_names(cfg.prepare.features)
+    data_dir = ensure_data(cfg)
+    phase = cfg.prepare.phase
+    series_path = data_dir / f"{phase}_series.parquet"
+    events_path = data_dir / "train_events.csv"
+    if not series_path.is_file():
+        present = ", ".join(sorted(p.name for p in data_dir.iterdir())) or "nothing"
+        raise InputError(
+            f"{series_path}: not found (the folder holds {present}); data.dir must hold the "
+            f"competition files, e.g. {phase}_series.parquet"
+        )
+    if phase == "train" and not events_path.is_file():
+        raise InputError(f"{events_path}: not found; the train phase needs the labels file")
+
+    final = cfg.exp_dir / "prepared" / phase
+    work = final.with_name(f".{phase}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "features").mkdir(parents=True)
+
+    entries = []
+    total = count_rows(series_path)
+    with tqdm(total=total, unit="row", unit_scale=True, desc=f"prepare {phase}") as bar:
+        for df in iter_series(series_path):
+            sid = df["series_id"][0]
+            signals = SeriesSignals(
+                anglez=df["anglez"].to_numpy(),
+                enmo=df["enmo"].to_numpy(),
+                seconds_of_day=df["seconds_of_day"].to_numpy(),
+            )
+            save_npy(
+                work / "features" / f"{sid}.npy", build_features(signals, cfg.prepare.features)
+            )
+            entries.append(SeriesEntry(sid, len(df), df["timestamp"][0], f"features/{sid}.npy"))
+            bar.update(len(df))
+
+    events_file = None
+    if phase == "train":
+        events = read_events(events_path, {e.series_id: e.n_steps for e in entries})
+        with atomic_path(work / "events.csv") as tmp:
+            events.write_csv(tmp)
+        events_file = "events.csv"
+
+    save_config(cfg, work / "config.yaml")
+    manifest = {
+        "phase": phase,
+        "source": str(series_path),
+        "feature_names": list(cfg.prepare.features),
+        "normalisation": NORMALISATION,
+        "step_seconds": STEP_SECONDS,
+        "series": [asdict(e) for e in entries],
+        "events": events_file,
+        "prepare_config": to_dict(cfg.prepare),
+    }
+    write_json(work / MANIFEST, manifest)
+    _swap_in(work, final)
+    return final / MANIFEST
+
+
+def _swap_in(work: Path, final: Path) -> None:
+    """Replace `final` by `work` with two renames, so readers never see a half folder."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    work.rename(final)
+    shutil.rmtree(old, ignore_errors=True)

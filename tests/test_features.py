@@ -1,0 +1,106 @@
+"""Features: values, names, and the day-repeat (non-wear) flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sleepdetect.data.features import (
+    FEATURES,
+    FULL_FEATURES,
+    NORMALISATION,
+    REFERENCE_FEATURES,
+    ROLLING,
+    SeriesSignals,
+    build_features,
+    check_feature_names,
+    resolve_feature,
+)
+from sleepdetect.data.io import STEPS_PER_DAY
+from sleepdetect.registry import UnknownComponentError
+
+
+def signals(n: int, seed: int = 0) -> SeriesSignals:
+    rng = np.random.default_rng(seed)
+    return SeriesSignals(
+        anglez=rng.uniform(-90, 90, n).astype(np.float32),
+        enmo=rng.exponential(0.05, n).astype(np.float32),
+        seconds_of_day=((np.arange(n) * 5 + 3600) % 86400).astype(np.int32),
+    )
+
+
+def test_every_feature_builds_finite_float32_columns():
+    s = signals(3000)
+    x = build_features(s, FULL_FEATURES)
+    assert x.shape == (3000, len(FULL_FEATURES)) and x.dtype == np.float32
+    assert np.isfinite(x).all()
+
+
+def test_reference_features_follow_the_fixed_constants():
+    s = signals(100)
+    x = build_features(s, REFERENCE_FEATURES)
+    a = (s.anglez - NORMALISATION["anglez_mean"]) / NORMALISATION["anglez_std"]
+    np.testing.assert_allclose(x[:, 0], a, rtol=1e-5)
+    hours = s.seconds_of_day / 3600
+    np.testing.assert_allclose(x[:, 2], np.sin(2 * np.pi * hours / 24), atol=1e-6)
+    np.testing.assert_allclose(x[:, 3], np.cos(2 * np.pi * hours / 24), atol=1e-6)
+
+
+@pytest.mark.parametrize("window", [1, 2, 5, 12])
+@pytest.mark.parametrize("stat", ["mean", "std", "max"])
+def test_rolling_features_equal_a_plain_window_loop(window, stat):
+    s = signals(200, seed=window)
+    got = build_features(s, [f"enmo_{stat}_{window}"])[:, 0] * NORMALISATION["enmo_std"]
+    fn = {"mean": np.mean, "std": np.std, "max": np.max}[stat]
+    expected = [
+        fn(s.enmo[max(0, i - window // 2) : i - window // 2 + window].astype(np.float64))
+        for i in range(200)
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_anglez_absdiff_is_movement():
+    s = SeriesSignals(
+        anglez=np.array([0, 0, 10, 10, 4], np.float32),
+        enmo=np.zeros(5, np.float32),
+        seconds_of_day=np.zeros(5, np.int32),
+    )
+    got = build_features(s, ["anglez_absdiff_max_1", "anglez_diff"])
+    np.testing.assert_allclose(got[:, 0] * NORMALISATION["anglez_diff_std"], [0, 0, 10, 0, 6])
+    np.testing.assert_allclose(got[:, 1] * NORMALISATION["anglez_diff_std"], [0, 0, 10, 0, -6])
+
+
+def test_day_repeat_flags_a_copied_day_only():
+    n = 3 * STEPS_PER_DAY
+    s = signals(n)
+    anglez, enmo = s.anglez.copy(), s.enmo.copy()
+    copy = slice(2 * STEPS_PER_DAY, 2 * STEPS_PER_DAY + 2000)  # 2000 steps copied from day 1
+    anglez[copy] = anglez[STEPS_PER_DAY : STEPS_PER_DAY + 2000]
+    enmo[copy] = enmo[STEPS_PER_DAY : STEPS_PER_DAY + 2000]
+    # a short chance match (10 steps) must not count
+    anglez[100_000:100_010] = anglez[100_000 - STEPS_PER_DAY : 100_010 - STEPS_PER_DAY]
+    enmo[100_000:100_010] = enmo[100_000 - STEPS_PER_DAY : 100_010 - STEPS_PER_DAY]
+    flag = build_features(SeriesSignals(anglez, enmo, s.seconds_of_day), ["day_repeat"])[:, 0]
+    expected = np.zeros(n)
+    expected[copy] = 1
+    np.testing.assert_array_equal(flag, expected)
+
+
+def test_unknown_feature_lists_valid_names():
+    with pytest.raises(
+        UnknownComponentError, match=r"unknown feature 'enmo_median_5'.*enmo_std_<window steps>"
+    ):
+        resolve_feature("enmo_median_5")
+    with pytest.raises(UnknownComponentError, match="unknown feature 'enmo_std'"):
+        resolve_feature("enmo_std")  # a rolling feature needs its window
+    with pytest.raises(UnknownComponentError, match="twice"):
+        check_feature_names(["anglez", "anglez"])
+    with pytest.raises(UnknownComponentError, match="empty"):
+        check_feature_names([])
+
+
+def test_every_registered_feature_is_reachable_by_name():
+    for name in FEATURES.names():
+        fn, kwargs = resolve_feature(f"{name}_3" if name in ROLLING else name)
+        assert fn is FEATURES.get(name)
+        assert kwargs == ({"window": 3} if name in ROLLING else {})
