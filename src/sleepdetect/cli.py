@@ -24,8 +24,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from sleepdetect.config import load_config
     from sleepdetect.data.prepare import prepare
 
-    cfg = load_config(args.params, args.overrides)
-    manifest = prepare(cfg)
+    params, overrides = args.params, list(args.overrides)
+    if params is not None and "=" in params:  # only overrides were given
+        params, overrides = None, [params, *overrides]
+    manifest = prepare(load_config(params, overrides))
     print(manifest)
     return 0
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from sleepdetect.config import Config, save_config, to_dict
 from sleepdetect.data.features import (
@@ -111,6 +111,17 @@ def prepare(cfg: Config) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     (work / "features").mkdir(parents=True)
 
+    try:
+        _build(cfg, series_path, events_path, work)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # the previous result, if any, stays
+        raise
+    _swap_in(work, final)
+    return final / MANIFEST
+
+
+def _build(cfg: Config, series_path: Path, events_path: Path, work: Path) -> None:
+    phase = cfg.prepare.phase
     entries = []
     total = count_rows(series_path)
     with tqdm(total=total, unit="row", unit_scale=True, desc=f"prepare {phase}") as bar:
@@ -146,8 +157,6 @@ def prepare(cfg: Config) -> Path:
         "prepare_config": to_dict(cfg.prepare),
     }
     write_json(work / MANIFEST, manifest)
-    _swap_in(work, final)
-    return final / MANIFEST
 
 
 def _swap_in(work: Path, final: Path) -> None:

@@ -1,0 +1,88 @@
+"""Benchmark 01_prepare at full competition scale: wall time and peak RSS per feature set.
+
+    python bench/prepare.py                 # 277 synthetic series, ~128M rows (cached)
+    python bench/prepare.py --series 20     # a quicker look
+
+The synthetic files are generated once into bench/.cache/ (about 1 GB). Each prepare runs in a
+fresh process so its peak RSS is its own. Prints a table, then one JSON line with the figures.
+Reference solution on a file of this size on the same 2-core machine: 87 s, 17.6 GB peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FULL_SCALE_DAYS = 26.7  # mean series length giving ~128M rows over 277 series
+
+CHILD = """
+import json, resource, sys, time
+from sleepdetect.config import load_config
+from sleepdetect.data.prepare import prepare
+cfg = load_config(None, sys.argv[1:])
+start = time.perf_counter()
+prepare(cfg)
+wall = time.perf_counter() - start
+print(json.dumps({"wall_s": wall, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=277)
+    parser.add_argument("--days", type=float, default=FULL_SCALE_DAYS)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from sleepdetect.data.features import FULL_FEATURES, REFERENCE_FEATURES
+    from sleepdetect.data.io import count_rows
+    from sleepdetect.data.synthetic import write_synthetic
+
+    data = HERE / ".cache" / f"synthetic-{args.series}x{args.days:g}-seed{args.seed}"
+    if not (data / "train_events.csv").is_file():
+        print(f"generating {args.series} synthetic series into {data} ...", flush=True)
+        start = time.perf_counter()
+        shutil.rmtree(data, ignore_errors=True)
+        write_synthetic(data, n_series=args.series, days=args.days, seed=args.seed)
+        print(f"  generated in {time.perf_counter() - start:.0f} s", flush=True)
+    rows = count_rows(data / "train_series.parquet")
+
+    results = {}
+    for name, features in (("reference", REFERENCE_FEATURES), ("full", FULL_FEATURES)):
+        with tempfile.TemporaryDirectory(dir=HERE / ".cache") as out:
+            overrides = [
+                f"data.dir={data}",
+                f"output.dir={out}",
+                f"prepare.features=[{','.join(features)}]",
+            ]
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, *overrides],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode:
+                sys.exit(f"prepare failed:\n{proc.stderr}")
+            figures = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[name] = {"features": len(features), **figures}
+
+    print(f"\n01_prepare on {args.series} series, {rows / 1e6:.1f}M rows (2-core machine)")
+    print(f"{'feature set':<12} {'features':>8} {'wall s':>8} {'peak RSS GB':>12} {'Mrows/s':>8}")
+    for name, r in results.items():
+        print(
+            f"{name:<12} {r['features']:>8} {r['wall_s']:>8.1f} {r['peak_rss_gb']:>12.2f} "
+            f"{rows / r['wall_s'] / 1e6:>8.2f}"
+        )
+    print(f"{'reference solution':<21} {87.0:>8.1f} {17.6:>12.2f}   (targets: <= 90 s, <= 4 GB)")
+    print(json.dumps({"series": args.series, "rows": rows, **results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 prepare: competition files -> feature arrays
+#
+# **Requires** `data.dir` holding `train_series.parquet` + `train_events.csv` (phase `train`) or
+# `test_series.parquet` (phase `test`). An empty or missing `data.dir` is filled with synthetic
+# data in the official schema, so the defaults run anywhere.
+#
+# **Outputs** `<output.dir>/<exp_name>/prepared/<phase>/`: one float32 array per series
+# (`features/<series_id>.npy`, row = step), the validated `events.csv`, `manifest.json` and the
+# resolved `config.yaml`.
+
+# %% tags=["parameters"]
+params_file = "params/demo.yaml"
+overrides = []
+
+# %%
+import polars as pl
+from IPython.display import Image
+
+from sleepdetect.config import load_config
+from sleepdetect.data.io import read_series
+from sleepdetect.data.prepare import Manifest, prepare
+from sleepdetect.paths import enter_project_root
+from sleepdetect.plots import plot_series
+
+enter_project_root()
+cfg = load_config(params_file, overrides)
+cfg.prepare
+
+# %%
+manifest = Manifest.load(prepare(cfg).parent)
+print(f"{len(manifest.series)} series, features: {', '.join(manifest.feature_names)}")
+
+# %% [markdown]
+# The first series with its labelled events (saved as a PNG beside the arrays).
+
+# %%
+first = manifest.series[0].series_id
+events = pl.read_csv(manifest.root / manifest.events) if manifest.events else None
+png = plot_series(
+    read_series(manifest.source, [first]), events, manifest.root / f"{first}.png", first
+)
+Image(filename=png)

@@ -1,0 +1,73 @@
+"""Notebooks: pairs in sync, one literal `parameters` cell, no outputs, and they run."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = sorted((REPO / "notebooks").glob("*.py"))
+
+
+def test_there_are_notebooks():
+    assert [p.stem for p in PAIRS][:1] == ["01_prepare"]
+
+
+@pytest.mark.parametrize("py", PAIRS, ids=lambda p: p.stem)
+def test_pair_in_sync(py):
+    ipynb = py.with_suffix(".ipynb")
+    assert ipynb.is_file(), f"{ipynb.name} is missing: run `make notebooks`"
+    a, b = jupytext.read(py), nbformat.read(ipynb, as_version=4)
+    sources = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]  # noqa: E731
+    assert sources(a) == sources(b), f"{py.name} and {ipynb.name} differ: run `make notebooks`"
+    assert all(not c.get("outputs") for c in b.cells if c.cell_type == "code"), (
+        f"{ipynb.name} is committed with outputs; clear them"
+    )
+
+
+@pytest.mark.parametrize("py", PAIRS, ids=lambda p: p.stem)
+def test_one_parameters_cell_of_literals(py):
+    nb = jupytext.read(py)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{py.name} needs exactly one cell tagged 'parameters'"
+    for node in ast.parse(cells[0].source).body:
+        assert isinstance(node, ast.Assign), f"{py.name}: parameters cell holds only assignments"
+        ast.literal_eval(node.value)  # raises for anything but a literal
+
+
+def test_prepare_notebook_runs_through_papermill(tmp_path, monkeypatch):
+    from sleepdetect.pipeline import run
+
+    monkeypatch.chdir(REPO)
+    overrides = [
+        f"data.dir={tmp_path / 'data'}",
+        f"output.dir={tmp_path / 'out'}",
+        "data.synthetic.series=2",
+        "data.synthetic.days=1.5",
+    ]
+    assert run(REPO / "params" / "demo.yaml", overrides, stages=["prepare"]) == 0
+    executed = tmp_path / "out" / "demo" / "01_prepare.ipynb"
+    nb = nbformat.read(executed, as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert (tmp_path / "out" / "demo" / "prepared" / "train" / "manifest.json").is_file()
+    assert list((tmp_path / "out" / "demo" / "prepared" / "train").glob("*.png"))
+    assert not list((REPO / "notebooks").glob("*.png"))  # nothing written into the sources
+
+
+def test_failed_stage_names_notebook_and_cell(tmp_path, monkeypatch, capsys):
+    from sleepdetect.pipeline import run
+
+    monkeypatch.chdir(REPO)
+    bad = tmp_path / "data"
+    bad.mkdir()
+    (bad / "train_series.parquet").write_text("not parquet")
+    (bad / "train_events.csv").write_text("series_id,night,event,step,timestamp\n")
+    overrides = [f"data.dir={bad}", f"output.dir={tmp_path / 'out'}"]
+    assert run(REPO / "params" / "demo.yaml", overrides, stages=["prepare"]) == 1
+    out = capsys.readouterr().out
+    assert "stage 'prepare' failed in notebooks/01_prepare.ipynb, cell" in out
+    assert "not a parquet file" in out
