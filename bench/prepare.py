@@ -30,7 +30,8 @@ cfg = load_config(None, sys.argv[1:])
 start = time.perf_counter()
 prepare(cfg)
 wall = time.perf_counter() - start
-print(json.dumps({"wall_s": wall, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(json.dumps({"wall_s": wall, "peak_rss_gb": peak_gb}))
 """
 
 
