@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("prepare", help="read + validate + build feature arrays (01_prepare)")
-    p.add_argument("params", nargs="?", default=None, help="params/*.yaml (default: the demo)")
+    p.add_argument(
+        "params", nargs="?", default=None, help="params/*.yaml (default: the built-in defaults)"
+    )
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     p.set_defaults(func=_cmd_prepare)
 
