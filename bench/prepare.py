@@ -19,8 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from sleepdetect.data.features import FULL_FEATURES, REFERENCE_FEATURES
+from sleepdetect.data.io import count_rows
+from sleepdetect.data.synthetic import FULL_SCALE, write_synthetic
+
 HERE = Path(__file__).resolve().parent
-FULL_SCALE_DAYS = 26.7  # mean series length giving ~128M rows over 277 series
 
 CHILD = """
 import json, resource, sys, time
@@ -37,14 +40,10 @@ print(json.dumps({"wall_s": wall, "peak_rss_gb": peak_gb}))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=277)
-    parser.add_argument("--days", type=float, default=FULL_SCALE_DAYS)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--series", type=int, default=FULL_SCALE["n_series"])
+    parser.add_argument("--days", type=float, default=FULL_SCALE["days"])
+    parser.add_argument("--seed", type=int, default=FULL_SCALE["seed"])
     args = parser.parse_args()
-
-    from sleepdetect.data.features import FULL_FEATURES, REFERENCE_FEATURES
-    from sleepdetect.data.io import count_rows
-    from sleepdetect.data.synthetic import write_synthetic
 
     data = HERE / ".cache" / f"synthetic-{args.series}x{args.days:g}-seed{args.seed}"
     if not (data / "train_events.csv").is_file():
