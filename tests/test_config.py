@@ -92,7 +92,9 @@ def test_every_params_file_loads(params):
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:
+    leaves = set(valid_keys(Config))  # a dict-typed key (model.params) is a leaf, not a section
     out = []
     for k, v in d.items():
-        out += _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [prefix + k]
+        key = prefix + k
+        out += _flatten(v, f"{key}.") if isinstance(v, dict) and key not in leaves else [key]
     return out

@@ -1,0 +1,45 @@
+"""SmpUNet2D: a segmentation-models-pytorch Unet that accepts images of any size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import segmentation_models_pytorch as smp
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class SmpUNet2D(nn.Module):
+    """Wraps `smp.Unet` for spectrogram images: pads height and width up to the encoder's
+    output stride and crops back, so windows need not be powers of two. Any smp encoder name
+    works (including timm's `tu-...`); `encoder_weights` defaults to None so nothing is ever
+    downloaded (the Kaggle kernel is offline)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        classes: int,
+        encoder_name: str = "resnet34",
+        encoder_weights: str | None = None,
+        encoder_depth: int = 5,
+        decoder_channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if decoder_channels is None:  # smp's defaults at depth 5, halving per level
+            decoder_channels = [16 * 2**i for i in reversed(range(encoder_depth))]
+        self.unet = smp.Unet(
+            encoder_name=encoder_name,
+            encoder_weights=encoder_weights,
+            encoder_depth=encoder_depth,
+            decoder_channels=tuple(decoder_channels),
+            in_channels=in_channels,
+            classes=classes,
+        )
+        self.stride = int(getattr(self.unet.encoder, "output_stride", 2**encoder_depth))
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]  # x: (batch, chans, height, width)
+        pad_h, pad_w = -height % self.stride, -width % self.stride  # up to the encoder stride
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (batch, chans, height', width')
+        y = self.unet(x)  # (batch, classes, height', width')
+        return y[..., :height, :width]  # (batch, classes, height, width)
