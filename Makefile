@@ -25,6 +25,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/metric.py
+	$(BIN)/python bench/models.py
+	$(BIN)/python bench/train.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench notebooks

@@ -58,17 +58,102 @@ class PrepareConfig:
 
 @dataclass
 class ModelConfig:
-    """Which registered model to build (see `python -m sleepdetect models`)."""
+    """Which registered model to build, and from which components (names: `python -m
+    sleepdetect models`). Models that take no feature extractor, decoder or smp encoder ignore
+    those fields. `params`, `feature_extractor_params` and `decoder_params` are extra keyword
+    arguments of the model, extractor and decoder classes (their docstrings say which); channel
+    counts come from the data, never from here."""
 
     name: str = "Spec2DCNN"
+    feature_extractor: str = "CNNSpectrogram"
+    decoder: str = "UNet1DDecoder"
+    encoder_name: str = "resnet34"
+    encoder_weights: str | None = None
+    downsample_rate: int = 2
+    params: dict[str, Any] = field(default_factory=dict)
+    feature_extractor_params: dict[str, Any] = field(default_factory=dict)
+    decoder_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class PostprocessConfig:
-    """Per-step scores -> scored event candidates (see postprocess.py)."""
+    """Per-step scores -> scored event candidates (see postprocess.detect_events, which says
+    why each option helps). Peak finding is the reference; every option after it is off by
+    default."""
 
+    # peak finding (scipy.signal.find_peaks): minimum height and distance between peaks (steps)
     score_th: float = 0.005
     distance: int = 40
+    # (a) snap candidates to the whole-minute grid of the labels, then move them minute_shift
+    # steps off it towards the peak (1-5 covers one more labelled minute at most tolerances)
+    minute_snap: bool = False
+    minute_shift: int = 3
+    # (b) extra candidates at peak + each offset (steps), scored x offset_decay per 12 steps away
+    peak_offsets: list[int] = field(default_factory=list)
+    offset_decay: float = 0.5
+    # (c) divide scores by their day window's max or sum (per event); windows start at this
+    # local hour (12: one night per window)
+    day_norm: Literal["none", "max", "sum"] = "none"
+    day_start_hour: int = 12
+    # (d) multiply scores inside repeated (not worn) days by suppress_factor (0: remove them)
+    suppress_repeated: bool = False
+    suppress_factor: float = 0.0
+
+
+@dataclass
+class SplitConfig:
+    """Which data validate: whole series (k folds) or, for one series, its later nights."""
+
+    kind: Literal["series", "time"] = "series"
+    n_folds: int = 5
+    fold: int = 0
+    valid_fraction: float = 0.3  # time split: the last share of each series validates
+
+
+@dataclass
+class WindowsConfig:
+    """Training windows: how long, how many, and how many are placed around labelled events."""
+
+    length: int = 5760  # steps (8 h)
+    per_epoch: int = 1024  # windows drawn each epoch
+    event_ratio: float = 0.5  # share centred near a labelled event; the rest anywhere
+    sigma: float = 10.0  # width of the Gaussian event targets, in steps
+    valid_stride: int = 2880  # validation windows overlap by length - valid_stride
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05  # of all steps, linear warm-up before the cosine decay
+
+
+@dataclass
+class AugmentConfig:
+    """Mixing augmentations (segmentation targets only); probability per batch, Beta(alpha)."""
+
+    mixup_prob: float = 0.0
+    mixup_alpha: float = 0.4
+    cutmix_prob: float = 0.0
+    cutmix_alpha: float = 0.4
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to Lightning's Trainer; the same notebook runs on one CPU, GPUs or nodes."""
+
+    max_epochs: int = 50
+    max_minutes: float | None = None  # stop after this much training time
+    batch_size: int = 32
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "auto"  # auto: bf16-mixed on GPUs that have it, 16-mixed on others, 32 on CPU
+    gradient_clip_val: float = 1.0
+    early_stopping_patience: int = 0  # epochs without a better validation score; 0: off
+    checkpoint_every_n_steps: int = 50  # for resuming a killed run
 
 
 @dataclass
@@ -80,6 +165,11 @@ class Config:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     @property
     def exp_dir(self) -> Path:
@@ -184,8 +274,13 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, source, key)
+        errors = []
+        for inner in (a for a in args if a is not type(None)):
+            try:
+                return _convert(inner, value, source, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(" or ".join(errors))
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{source}: {key} must be one of {list(args)}, got {value!r}")
