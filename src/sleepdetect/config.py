@@ -157,6 +157,17 @@ class TrainerConfig:
 
 
 @dataclass
+class InferConfig:
+    """03_infer: which bundles predict which series, and how they are averaged."""
+
+    bundles: list[str] = field(default_factory=list)  # fold folders; empty: this experiment's
+    weights: list[float] = field(default_factory=list)  # one per bundle; empty: equal weights
+    phase: Literal["train", "test"] = "test"  # train: also scores against its labels
+    stride: int | None = None  # steps between windows; None: each bundle's windows.valid_stride
+    batch_size: int = 16
+
+
+@dataclass
 class Config:
     exp_name: str = "demo"
     seed: int = 42
@@ -170,6 +181,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
 
     @property
     def exp_dir(self) -> Path:

@@ -567,3 +567,14 @@ def _check_events(frame: pl.DataFrame, path: Any) -> None:
             f"{path}: column 'event' holds unknown event name {unknown[0]!r} (line {i + 2}); "
             f"valid names: {', '.join(EVENTS)} (lower case)"
         )
+
+
+def write_metrics(table: pl.DataFrame, score: float, path: str | os.PathLike[str]) -> None:
+    """The AP table with a last row `score,,<score>`, written atomically as CSV."""
+    from sleepdetect.files import atomic_path
+
+    schema = {"event": pl.String, "tolerance": pl.Float64, "ap": pl.Float64}
+    rows = table.cast(schema) if len(table) else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
+    summary = pl.DataFrame({"event": ["score"], "tolerance": [None], "ap": [score]}, schema=schema)
+    with atomic_path(path) as tmp:
+        pl.concat([rows, summary]).write_csv(tmp)

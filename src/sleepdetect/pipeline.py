@@ -82,4 +82,27 @@ def run(
     print(f"\nrun {cfg.exp_name!r} done; outputs in {out_dir}")
     for stage, seconds in timings:
         print(f"  {stage:<8} {seconds:7.1f} s")
+    for line in _results(out_dir):
+        print(line)
     return 0
+
+
+def _results(out_dir: Path) -> list[str]:
+    """Where the scores, plots and submissions of an experiment folder are."""
+    import polars as pl
+
+    lines = []
+
+    def score(metrics: Path) -> float:
+        return pl.read_csv(metrics).filter(pl.col("event") == "score")["ap"][0]
+
+    lines = []
+    for metrics in sorted(out_dir.glob("fold*/metrics.csv")):
+        lines.append(f"  validation score {metrics.parent.name}: {score(metrics):.4f}  ({metrics})")
+    for plot in sorted(out_dir.glob("fold*/*.png")):
+        lines.append(f"  plot: {plot}")
+    for sub in sorted(out_dir.glob("infer/*/submission.csv")):
+        lines.append(f"  submission: {sub}")
+        if sub.with_name("metrics.csv").is_file():
+            lines.append(f"  score of that submission: {score(sub.with_name('metrics.csv')):.4f}")
+    return lines

@@ -93,3 +93,70 @@ def plot_series(
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_training_curves(
+    log_csvs: list[str | os.PathLike[str]], path: str | os.PathLike[str]
+) -> Path:
+    """Training loss per step and validation score per epoch, from Lightning's CSV logs (one
+    per start of the run: a resumed run continues in a new file)."""
+    log = pl.concat([pl.read_csv(f) for f in log_csvs], how="diagonal_relaxed")
+    fig, (ax_l, ax_s) = plt.subplots(1, 2, figsize=(11, 3.5), constrained_layout=True)
+    if "train_loss_step" in log.columns:
+        loss = log.drop_nulls("train_loss_step")
+        ax_l.plot(loss["step"], loss["train_loss_step"], lw=0.8)
+    ax_l.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    if "val_score" in log.columns:
+        val = log.drop_nulls("val_score")
+        ax_s.plot(val["epoch"], val["val_score"], marker="o")
+    ax_s.set(xlabel="epoch", ylabel="event detection AP", title="validation score")
+    return _save(fig, path)
+
+
+def plot_nights(
+    scores: pl.DataFrame,
+    solution: pl.DataFrame,
+    candidates: pl.DataFrame,
+    path: str | os.PathLike[str],
+    n_nights: int = 4,
+    half_window: int = 8640,
+) -> Path:
+    """Predicted onset/wakeup scores around a few labelled nights, with the true events (solid)
+    and the best candidates (dotted), to see how far off the peaks sit.
+
+    `scores`: series_id, step, onset, wakeup per step; `solution`: series_id, event, step."""
+    onsets = solution.filter(pl.col("event") == "onset").sort("series_id", "step")
+    picks = onsets[:: max(1, len(onsets) // n_nights)][:n_nights] if len(onsets) else onsets
+    fig, axes = plt.subplots(
+        max(len(picks), 1), 1, figsize=(12, 2.2 * max(len(picks), 1)), squeeze=False,
+        constrained_layout=True,
+    )  # fmt: skip
+    for ax, row in zip(axes[:, 0], picks.iter_rows(named=True), strict=False):
+        sid, centre = row["series_id"], row["step"] + 3000
+        lo, hi = centre - half_window, centre + half_window
+        s = scores.filter((pl.col("series_id") == sid) & pl.col("step").is_between(lo, hi))
+        for kind, color in EVENT_COLORS.items():
+            ax.plot(s["step"], s[kind], color=color, lw=0.8, label=f"{kind} score")
+            truth = solution.filter(
+                (pl.col("series_id") == sid) & (pl.col("event") == kind)
+                & pl.col("step").is_between(lo, hi)
+            )  # fmt: skip
+            for step in truth["step"]:
+                ax.axvline(step, color=color, lw=1.5)
+            cand = candidates.filter(
+                (pl.col("series_id") == sid) & (pl.col("event") == kind)
+                & pl.col("step").is_between(lo, hi)
+            ).top_k(2, by="score")  # fmt: skip
+            for step in cand["step"]:
+                ax.axvline(step, color=color, lw=1.0, ls=":")
+        ax.set(xlim=(lo, hi), ylim=(0, 1.02), ylabel="score", title=f"series {sid}")
+    axes[0, 0].legend(loc="upper right", fontsize=8, ncols=2)
+    axes[-1, 0].set_xlabel("step (solid: true event, dotted: top candidates)")
+    return _save(fig, path)

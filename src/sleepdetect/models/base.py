@@ -10,7 +10,6 @@ always answers at full step resolution.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,11 +22,6 @@ EVENTS = ("onset", "wakeup")
 
 DecoderFactory = Callable[[int, int], nn.Module]
 """(n_channels, n_classes) -> a decoder; a model calls it once it knows its channel count."""
-
-
-def n_frames(n_steps: int, downsample_rate: int) -> int:
-    """Frames on the grid of a model with this output stride; a partial last frame counts."""
-    return math.ceil(n_steps / downsample_rate)
 
 
 def pad_steps(x: Tensor, multiple: int) -> Tensor:
@@ -113,10 +107,14 @@ class SegmentationModel(SleepModel):
     soft targets (interval membership and Gaussian peaks) with binary cross-entropy."""
 
     target_kind = "segmentation"
+    event_weight: float = 1.0
+    """Loss weight of the onset/wakeup channels against sleep: events are rare, and a model
+    that learns the sleep state first may otherwise leave the event peaks flat for long."""
 
     def loss(self, output: SegmentationOutput, targets: dict[str, Tensor]) -> Tensor:
         logits = output.logits.float()  # float32 even under autocast: sums over many frames
-        return F.binary_cross_entropy_with_logits(logits, targets["labels"].float())
+        w = logits.new_tensor([1.0, self.event_weight, self.event_weight])  # (3,) per class
+        return F.binary_cross_entropy_with_logits(logits, targets["labels"].float(), weight=w)
 
     def scores(self, output: SegmentationOutput, n_steps: int) -> Tensor:
         probs = output.logits[..., 1:].float().sigmoid()  # (batch, frames, 2)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sleepdetect.data.targets import n_frames
 from sleepdetect.models.base import (
     CLASSES,
     SegmentationModel,
     SegmentationOutput,
-    n_frames,
     pad_steps,
 )
 from sleepdetect.models.registries import MODELS
@@ -36,8 +36,10 @@ class DayGRU(SegmentationModel):
     """The family behind the winning solutions: a whole day in one window, folded to minutes
     (downsample_rate steps -> one vector, by reshape + linear, 12 steps = 1 minute), several
     residual bidirectional GRU layers that carry the sleep state across the day, and a linear
-    unfold back to every step. Recurrence over 1440 minutes is cheap and length-free, and a
-    full day shows the model the daily rhythm. Outputs are per step (output_stride 1)."""
+    head per minute. Recurrence over 1440 minutes is cheap and length-free, and a full day
+    shows the model the daily rhythm. Outputs are per frame (output_stride = downsample_rate):
+    labels sit on whole minutes, and minute-level targets are 12x fewer and smoother to learn
+    than per-step ones; `scores` interpolates them back to every step."""
 
     check_params = {"hidden_size": 16, "num_layers": 2}
 
@@ -48,10 +50,12 @@ class DayGRU(SegmentationModel):
         hidden_size: int = 64,
         num_layers: int = 4,
         dropout: float = 0.1,
+        event_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.downsample_rate = downsample_rate
-        self.output_stride = 1
+        self.event_weight = event_weight
+        self.output_stride = downsample_rate
         self.fold = nn.Sequential(
             nn.Linear(in_channels * downsample_rate, hidden_size), nn.LayerNorm(hidden_size)
         )
@@ -59,9 +63,9 @@ class DayGRU(SegmentationModel):
             *(_ResidualGRU(hidden_size, dropout) for _ in range(num_layers))
         )
         self.norm = nn.LayerNorm(hidden_size)
-        self.unfold = nn.Linear(hidden_size, downsample_rate * len(CLASSES))
+        self.head = nn.Linear(hidden_size, len(CLASSES))
         with torch.no_grad():  # start events at their rarity (~2 %), not at 50 %
-            self.unfold.bias.view(downsample_rate, len(CLASSES))[:, 1:] = EVENT_PRIOR_LOGIT
+            self.head.bias[1:] = EVENT_PRIOR_LOGIT
 
     def forward(self, x: Tensor) -> SegmentationOutput:
         batch, channels, steps = x.shape  # x: (batch, channels, steps)
@@ -72,6 +76,4 @@ class DayGRU(SegmentationModel):
         x = x.permute(0, 2, 1, 3).flatten(2)  # (batch, frames, channels * rate)
         h = self.fold(x)  # (batch, frames, hidden)
         h = self.norm(self.blocks(h))  # (batch, frames, hidden)
-        out = self.unfold(h)  # (batch, frames, rate * 3)
-        out = out.reshape(batch, frames * rate, len(CLASSES))  # (batch, frames * rate, 3)
-        return SegmentationOutput(out[:, :steps])  # logits (batch, steps, 3)
+        return SegmentationOutput(self.head(h))  # logits (batch, frames, 3)

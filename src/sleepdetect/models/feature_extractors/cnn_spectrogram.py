@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sleepdetect.models.base import FeatureExtractor, n_frames
+from sleepdetect.data.targets import n_frames
+from sleepdetect.models.base import FeatureExtractor
 from sleepdetect.models.registries import FEATURE_EXTRACTORS
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sleepdetect.models.base import FeatureExtractor, n_frames
+from sleepdetect.data.targets import n_frames
+from sleepdetect.models.base import FeatureExtractor
 from sleepdetect.models.registries import FEATURE_EXTRACTORS
 
 

@@ -1,0 +1,209 @@
+"""Whole-series prediction with plain torch: no Lightning, so the Kaggle kernel stays small.
+
+A series is cut into overlapping windows; each window keeps only its centre (its edges see
+half a context) except at the series' ends, and overlapping centres are averaged. A series
+shorter than a window is padded and cropped back, so any length gives one score per step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm import tqdm
+
+from sleepdetect.config import Config, load_config, save_config
+from sleepdetect.errors import InputError
+from sleepdetect.models import build_model
+from sleepdetect.models.base import SleepModel
+
+
+def window_starts(n_steps: int, length: int, stride: int) -> np.ndarray:
+    """Start steps of windows of `length` every `stride` steps, the last flush with the end."""
+    if stride < 1 or stride > length:
+        raise ValueError(f"stride must be in 1..window length ({length}), got {stride}")
+    if n_steps <= length:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, n_steps - length, stride, dtype=np.int64)
+    return np.append(starts, n_steps - length)
+
+
+def _kept_weights(starts: np.ndarray, n_steps: int, length: int, stride: int) -> np.ndarray:
+    """(windows, length) 1 where a window's prediction counts: its centre, plus the outer edge
+    of the first and last window, so every step is covered at least once."""
+    trim = (length - stride) // 2
+    keep = np.zeros((len(starts), length), dtype=np.float32)
+    keep[:, trim : length - trim] = 1
+    keep[starts == starts.min(), :trim] = 1
+    keep[starts + length >= n_steps, length - trim :] = 1
+    return keep
+
+
+@torch.inference_mode()
+def predict_series(
+    model: SleepModel,
+    features: np.ndarray,
+    length: int,
+    stride: int,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """(steps, features) array of one series -> (steps, 2) onset/wakeup scores per step."""
+    n_steps = len(features)
+    device = torch.device(device)
+    starts = window_starts(n_steps, length, stride)
+    keep = _kept_weights(starts, max(n_steps, length), length, stride)
+    total = np.zeros((max(n_steps, length), 2), dtype=np.float32)
+    weight = np.zeros(max(n_steps, length), dtype=np.float32)
+    x_all = features if n_steps >= length else _pad(features, length)
+    use_amp = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    model.eval()
+    for i in range(0, len(starts), batch_size):
+        batch_starts = starts[i : i + batch_size]
+        x = np.stack([x_all[s : s + length] for s in batch_starts])  # (batch, length, features)
+        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1))).to(device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            scores = model.predict_scores(x)  # (batch, length, 2)
+        scores = scores.float().cpu().numpy()
+        for j, s in enumerate(batch_starts):
+            w = keep[i + j]
+            total[s : s + length] += scores[j] * w[:, None]
+            weight[s : s + length] += w
+    return (total / np.maximum(weight, 1e-12)[:, None])[:n_steps]
+
+
+def _pad(features: np.ndarray, length: int) -> np.ndarray:
+    """Repeat the last step up to `length`: a short series looks like it stays as it ends."""
+    return np.concatenate([features, np.repeat(features[-1:], length - len(features), axis=0)])
+
+
+# ---------------------------------------------------------------- bundles and the stage
+
+
+@dataclass
+class Bundle:
+    """What 02_train leaves in a fold folder: the resolved config and plain weights."""
+
+    path: Path
+    config: Config
+    model: SleepModel
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Rebuild a trained model from `model.pt` + `config.yaml` (no Lightning, no download)."""
+    path = Path(path)
+    for name in ("model.pt", "config.yaml"):
+        if not (path / name).is_file():
+            raise InputError(
+                f"{path}: no {name}; a bundle is a fold folder written by 02_train "
+                "(outputs/<exp_name>/fold<k>/)"
+            )
+    cfg = load_config(path / "config.yaml")
+    model = build_model(cfg.model, in_channels=len(cfg.prepare.features))
+    state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return Bundle(path, cfg, model.to(device).eval())
+
+
+def find_bundles(cfg: Config) -> list[Path]:
+    """`infer.bundles`, or every fold this experiment trained."""
+    if cfg.infer.bundles:
+        return [Path(b) for b in cfg.infer.bundles]
+    found = sorted(p for p in cfg.exp_dir.glob("fold*") if (p / "model.pt").is_file())
+    if not found:
+        raise InputError(
+            f"{cfg.exp_dir}: no trained fold (fold*/model.pt); run 02_train first or name "
+            "bundles in infer.bundles"
+        )
+    return found
+
+
+def ensemble_scores(
+    bundles: list[Bundle],
+    weights: list[float],
+    features: np.ndarray,
+    stride: int | None,
+    batch_size: int,
+    device: str | torch.device,
+) -> np.ndarray:
+    """(steps, 2) weighted mean of every bundle's per-step scores for one series."""
+    total = np.zeros((len(features), 2), dtype=np.float64)
+    for bundle, weight in zip(bundles, weights, strict=True):
+        length = bundle.config.windows.length
+        total += weight * predict_series(
+            bundle.model,
+            features,
+            length,
+            stride or bundle.config.windows.valid_stride,
+            batch_size=batch_size,
+            device=device,
+        )
+    return (total / sum(weights)).astype(np.float32)
+
+
+def infer(cfg: Config) -> Path:
+    """03_infer: predict every series of `infer.phase` with the bundles, post-process, write a
+    validated submission.csv (and score it when the phase has labels). Returns its path."""
+    from sleepdetect.data.prepare import Manifest, prepare
+    from sleepdetect.metric import event_detection_ap_table, write_metrics
+    from sleepdetect.postprocess import detect_events, detect_kwargs
+    from sleepdetect.submission import write_submission
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    bundles = [load_bundle(p, device) for p in find_bundles(cfg)]
+    weights = cfg.infer.weights or [1.0] * len(bundles)
+    if len(weights) != len(bundles):
+        raise InputError(f"infer.weights has {len(weights)} values for {len(bundles)} bundles")
+    features = bundles[0].config.prepare.features
+    for b in bundles[1:]:
+        if b.config.prepare.features != features:
+            raise InputError(
+                f"bundles {bundles[0].path} and {b.path} were trained on different features; "
+                "ensemble bundles of one feature set"
+            )
+
+    phase = cfg.infer.phase
+    root = cfg.exp_dir / "prepared" / phase
+    manifest = Manifest.load(root) if (root / "manifest.json").is_file() else None
+    if manifest is None or manifest.feature_names != features:
+        prep_cfg = replace(cfg, prepare=replace(cfg.prepare, phase=phase, features=list(features)))
+        manifest = Manifest.load(prepare(prep_cfg).parent)
+
+    out = cfg.exp_dir / "infer" / phase
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    candidates, scores = [], {}
+    for entry in tqdm(manifest.series, desc=f"infer {phase}", unit="series"):
+        feats = manifest.features(entry.series_id)
+        s = ensemble_scores(bundles, weights, feats, cfg.infer.stride, cfg.infer.batch_size, device)
+        kwargs = detect_kwargs(cfg.postprocess, entry.first_timestamp)
+        if cfg.postprocess.suppress_repeated and "day_repeat" in manifest.feature_names:
+            kwargs["suppress_mask"] = feats[:, manifest.feature_names.index("day_repeat")] > 0.5
+        candidates.append(detect_events(s, entry.series_id, **kwargs))
+        scores[entry.series_id] = s
+    submission = write_submission(
+        pl.concat(candidates), out / "submission.csv", series_lengths=manifest.lengths
+    )
+    if manifest.events is not None:
+        from sleepdetect.plots import plot_nights
+
+        solution = pl.read_csv(manifest.root / manifest.events, schema_overrides={"step": pl.Int64})
+        solution = solution.filter(pl.col("step").is_not_null())
+        table, score = event_detection_ap_table(solution, pl.read_csv(submission))
+        write_metrics(table, score, out / "metrics.csv")
+        print(f"score against {manifest.root / manifest.events}: {score:.4f}")
+        per_step = pl.concat(
+            pl.DataFrame(
+                {"series_id": sid, "step": np.arange(len(s)), "onset": s[:, 0], "wakeup": s[:, 1]}
+            )  # fmt: skip
+            for sid, s in scores.items()
+        )
+        plot_nights(per_step, solution, pl.read_csv(submission), out / "nights.png")
+    return submission

@@ -1,0 +1,230 @@
+"""02_train: splits, window sampling, targets, the best-checkpoint rule, resume, determinism."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from sleepdetect.config import load_config
+from sleepdetect.data.prepare import Manifest, prepare
+from sleepdetect.training import (
+    SeriesLabels,
+    WindowDataset,
+    WindowSampler,
+    split_segments,
+    train,
+)
+
+TINY = [
+    "model.name=DayGRU",
+    "model.downsample_rate=12",
+    "model.params={hidden_size: 16, num_layers: 1, dropout: 0.0}",
+    "windows.length=2880",
+    "windows.per_epoch=32",
+    "windows.valid_stride=1440",
+    "trainer.batch_size=8",
+    "trainer.max_epochs=2",
+    "trainer.checkpoint_every_n_steps=2",
+    "optimizer.lr=0.006",
+    "split.n_folds=3",
+    "prepare.features=[anglez, enmo, hour_sin, hour_cos, anglez_diff, enmo_std_60]",
+]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Six synthetic series (about 20 labelled nights) prepared once; tests copy the folder."""
+    out = tmp_path_factory.mktemp("train")
+    cfg = load_config(
+        None,
+        [f"data.dir={out / 'data'}", f"output.dir={out}", "data.synthetic.series=6",
+         "data.synthetic.days=4", "data.synthetic.seed=2", *TINY],
+    )  # fmt: skip
+    prepare(cfg)
+    return out
+
+
+def tiny_cfg(prepared, tmp_path, *overrides):
+    shutil.copytree(prepared / "demo" / "prepared", tmp_path / "demo" / "prepared")
+    return load_config(None, [f"output.dir={tmp_path}", *TINY, *overrides])
+
+
+def labels_of(manifest: Manifest) -> dict[str, SeriesLabels]:
+    events = pl.read_csv(manifest.root / manifest.events, schema_overrides={"step": pl.Int64})
+    return {
+        s.series_id: SeriesLabels.from_events(events.filter(pl.col("series_id") == s.series_id))
+        for s in manifest.series
+    }
+
+
+def read_log(fold):
+    return pl.concat([pl.read_csv(f) for f in sorted((fold / "log").glob("*/metrics.csv"))])
+
+
+def test_series_folds_partition_the_series(prepared):
+    m = Manifest.load(prepared / "demo" / "prepared" / "train")
+    labels = labels_of(m)
+    valid_all = []
+    for fold in range(3):
+        train, valid = split_segments(m, labels, "series", 3, fold, 0.3, seed=1)
+        assert not {s.series_id for s in train} & {s.series_id for s in valid}
+        assert all(s.start == 0 and s.end == m.lengths[s.series_id] for s in train + valid)
+        valid_all += [s.series_id for s in valid]
+    assert sorted(valid_all) == sorted(m.lengths)  # every series validates exactly once
+
+
+def test_time_split_keeps_each_night_on_one_side(real_data_dir, tmp_path):
+    cfg = load_config(None, [f"data.dir={real_data_dir}", f"output.dir={tmp_path}"])
+    m = Manifest.load(prepare(cfg).parent)
+    labels = labels_of(m)
+    train, valid = split_segments(m, labels, "time", 5, 0, 0.3, seed=0)
+    (t,), (v,) = train, valid
+    assert t.end == v.start and t.start == 0 and v.end == 204840
+    for onset, wakeup in labels["038441c925bb"].intervals:
+        assert wakeup <= t.end or onset >= v.start  # no night straddles the cut
+    n_valid_nights = sum(onset >= v.start for onset, _ in labels["038441c925bb"].intervals)
+    assert 2 <= n_valid_nights <= 4  # the last ~30 % of 10 labelled nights
+
+
+def test_sampler_statistics_and_determinism(prepared):
+    m = Manifest.load(prepared / "demo" / "prepared" / "train")
+    labels = labels_of(m)
+    train, _ = split_segments(m, labels, "series", 2, 0, 0.3, seed=0)
+    index = {s.series_id: i for i, s in enumerate(m.series)}
+    ids = [s.series_id for s in m.series]
+    sampler = WindowSampler(train, index, labels, 2880, 2000, 0.5, seed=3)
+    draws = sampler.draw(0)
+    assert draws.shape == (2000, 2)
+    np.testing.assert_array_equal(draws, sampler.draw(0))  # (seed, epoch) fixes the draw
+    assert not np.array_equal(draws, sampler.draw(1))
+    allowed = {index[s.series_id] for s in train}
+    assert set(draws[:, 0]) <= allowed
+    with_event = 0
+    for series, start in draws:
+        n = m.lengths[ids[series]]
+        assert 0 <= start and (start + 2880 <= n or start == 0)
+        lab = labels[ids[series]]
+        steps = np.concatenate([lab.onsets, lab.wakeups])
+        with_event += bool(((steps >= start) & (steps < start + 2880)).any())
+    # half the windows are placed on an event; background windows hit some by chance
+    assert 0.5 <= with_event / len(draws) <= 0.9
+
+
+def test_targets_line_up_with_events(prepared):
+    m = Manifest.load(prepared / "demo" / "prepared" / "train")
+    labels = labels_of(m)
+    ids = [s.series_id for s in m.series]
+    ds = WindowDataset(
+        [m.features(s) for s in ids], [labels[s] for s in ids], 2880, "segmentation", 1, 10.0
+    )
+    series = next(i for i, s in enumerate(ids) if len(labels[s].onsets))
+    onset = int(labels[ids[series]].onsets[0])
+    start = max(0, onset - 1000)
+    x, targets = ds[(series, start)]
+    assert x.shape == (len(m.feature_names), 2880) and x.dtype == torch.float32
+    np.testing.assert_array_equal(x.numpy().T, m.features(ids[series])[start : start + 2880])
+    y = targets["labels"]  # (frames, [sleep, onset, wakeup])
+    assert int(np.argmax(y[:, 1])) == onset - start
+    assert y[onset - start + 5, 0] == 1.0  # asleep just after the onset
+
+
+def test_fit_writes_bundle_and_keeps_best_epoch(prepared, tmp_path):
+    cfg = tiny_cfg(prepared, tmp_path, "trainer.max_epochs=4")
+    fold = train(cfg)
+    for name in (
+        "model.pt",
+        "config.yaml",
+        "metrics.csv",
+        "oof.parquet",
+        "curves.png",
+        "nights.png",
+    ):
+        assert (fold / name).is_file(), name
+    log = read_log(fold).drop_nulls("val_score")
+    assert len(log) == 4
+    metrics = pl.read_csv(fold / "metrics.csv")
+    exported = metrics.filter(pl.col("event") == "score")["ap"][0]
+    # the bundle holds the best epoch by validation score, not the last one
+    assert exported == pytest.approx(log["val_score"].max(), abs=1e-6)
+    assert set(metrics["event"]) == {"onset", "wakeup", "score"}
+    oof = pl.read_parquet(fold / "oof.parquet")
+    assert oof.columns == ["series_id", "step", "onset", "wakeup"]
+    assert oof["onset"].is_between(0, 1).all()
+    state = torch.load(fold / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_two_runs_with_one_seed_are_identical(prepared, tmp_path):
+    a = train(tiny_cfg(prepared, tmp_path / "a"))
+    b = train(tiny_cfg(prepared, tmp_path / "b"))
+    sa, sb = (torch.load(p / "model.pt", weights_only=True) for p in (a, b))
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0)
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_killed_run_resumes_from_last_checkpoint(prepared, tmp_path, monkeypatch):
+    from lightning.pytorch import Callback
+
+    import sleepdetect.training as training
+
+    class KillAt(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 5:  # mid-epoch 1 (4 steps an epoch)
+                raise _Kill
+
+    original = training._trainer
+
+    def killing_trainer(cfg, fold_dir):
+        t = original(cfg, fold_dir)
+        t.callbacks.append(KillAt())
+        return t
+
+    cfg = tiny_cfg(prepared, tmp_path)
+    monkeypatch.setattr(training, "_trainer", killing_trainer)
+    with pytest.raises(_Kill):
+        train(cfg)
+    last = tmp_path / "demo" / "fold0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    monkeypatch.setattr(training, "_trainer", original)
+    seen = []
+
+    class Record(Callback):
+        def on_train_start(self, trainer, *args):
+            seen.append(trainer.global_step)
+
+    monkeypatch.setattr(training, "_trainer", lambda c, d: _with(original(c, d), Record()))
+    train(cfg)
+    assert seen == [4]  # resumed where the last checkpoint was, not from scratch
+
+
+def _with(trainer, callback):
+    trainer.callbacks.append(callback)
+    return trainer
+
+
+def test_tiny_fit_validation_score_rises(prepared, tmp_path):
+    cfg = tiny_cfg(prepared, tmp_path, "trainer.max_epochs=6", "windows.per_epoch=64")
+    fold = train(cfg)
+    scores = read_log(fold).drop_nulls("val_score")["val_score"]
+    assert scores.max() > scores[0] + 0.05
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(prepared, tmp_path):
+    """The same code under DDP: two gloo processes on the CPU, validation gathered across ranks."""
+    cfg = tiny_cfg(
+        prepared, tmp_path, "trainer.devices=2", "trainer.strategy=ddp_spawn",
+        "trainer.accelerator=cpu", "trainer.max_epochs=1",
+    )  # fmt: skip
+    fold = train(cfg)
+    assert (fold / "model.pt").is_file()
+    assert len(read_log(fold).drop_nulls("val_score")) == 1
