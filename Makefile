@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/metric.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/infer.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench notebooks

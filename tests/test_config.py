@@ -87,8 +87,12 @@ def test_saved_config_loads_back_identical(tmp_path):
 
 
 @pytest.mark.parametrize("params", sorted((REPO / "params").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_params_file_loads(params):
-    load_config(params)
+def test_every_params_file_loads_and_builds_its_model(params):
+    from sleepdetect.models import build_model
+
+    cfg = load_config(params)
+    model = build_model(cfg.model, in_channels=len(cfg.prepare.features))
+    assert sum(p.numel() for p in model.parameters()) > 0
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:

@@ -71,3 +71,40 @@ def test_failed_stage_names_notebook_and_cell(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "stage 'prepare' failed in notebooks/01_prepare.ipynb, cell" in out
     assert "not a parquet file" in out
+
+
+def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
+    from sleepdetect.pipeline import run
+
+    monkeypatch.chdir(REPO)
+    overrides = [
+        f"data.dir={tmp_path / 'data'}",
+        f"output.dir={tmp_path / 'out'}",
+        "data.synthetic.series=4",
+        "data.synthetic.days=2",
+        "model.params={hidden_size: 8, num_layers: 1}",
+        "windows.length=2880",
+        "windows.valid_stride=1440",
+        "windows.per_epoch=16",
+        "trainer.max_epochs=1",
+        "trainer.batch_size=8",
+    ]
+    assert run(REPO / "params" / "demo.yaml", overrides) == 0
+    exp = tmp_path / "out" / "demo"
+    for name in ("01_prepare", "02_train", "03_infer"):
+        assert (exp / f"{name}.ipynb").is_file()
+    assert (exp / "fold0" / "model.pt").is_file()
+    submission = exp / "infer" / "test" / "submission.csv"
+    assert submission.read_text().startswith("row_id,series_id,step,event,score")
+    out = capsys.readouterr().out
+    assert "validation score fold0" in out and f"submission: {submission}" in out
+
+
+def test_run_command_reads_overrides_after_options(monkeypatch, capsys):
+    from sleepdetect.cli import main
+
+    monkeypatch.chdir(REPO)
+    assert main(["run", "params/demo.yaml", "--only", "prepare", "nokey.x=1"]) == 2
+    assert "unknown key 'nokey'" in capsys.readouterr().err
+    assert main(["run", "params/demo.yaml", "--only", "nostage"]) == 2
+    assert "unknown stage 'nostage'" in capsys.readouterr().err

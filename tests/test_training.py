@@ -228,3 +228,25 @@ def test_ddp_on_cpu_with_two_processes(prepared, tmp_path):
     fold = train(cfg)
     assert (fold / "model.pt").is_file()
     assert len(read_log(fold).drop_nulls("val_score")) == 1
+
+
+def test_mixup_and_cutmix_mix_inputs_and_labels_alike():
+    from sleepdetect.config import AugmentConfig
+    from sleepdetect.training import _mix
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    stride = 4
+    x = torch.stack([torch.zeros(2, 40), torch.ones(2, 40)])  # (batch, features, steps)
+    labels = torch.stack([torch.zeros(10, 3), torch.ones(10, 3)])  # (batch, frames, 3)
+    mixed_x, mixed_y = _mix(x, labels, stride, AugmentConfig(mixup_prob=1.0))
+    # a blend: each sample is lam * itself + (1 - lam) * its partner, labels with the same lam
+    lam_x = mixed_x[:, 0, 0]
+    torch.testing.assert_close(mixed_y[:, 0, 0], lam_x)
+    assert (mixed_x == lam_x[:, None, None]).all()
+    cut_x, cut_y = _mix(x, labels, stride, AugmentConfig(cutmix_prob=1.0, cutmix_alpha=1.0))
+    # a pasted stretch: the frames whose labels changed are exactly the steps whose inputs did
+    changed_frames = (cut_y[:, :, 0] != labels[:, :, 0]).any(0)
+    changed_steps = (cut_x[:, 0, :] != x[:, 0, :]).any(0)
+    torch.testing.assert_close(changed_steps, changed_frames.repeat_interleave(stride))
+    assert changed_frames.any()

@@ -91,7 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sleepdetect.errors import InputError
     from sleepdetect.registry import UnknownComponentError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may also follow options (`run p.yaml --only infer a.b=1`)
+    if extra and hasattr(args, "overrides") and all("=" in e for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except (ConfigError, InputError, UnknownComponentError) as e:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sleepdetect.config import load_config, save_config
+from sleepdetect.config import ConfigError, load_config, save_config
 from sleepdetect.paths import project_root
 
 # Stage name -> notebook, in pipeline order.
@@ -50,7 +50,7 @@ def run(
     todo = list(stages) if stages else available_stages(root)
     unknown = [s for s in todo if s not in STAGES]
     if unknown:
-        raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     out_dir = root / cfg.exp_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
