@@ -55,8 +55,10 @@ def main() -> None:
     threads = torch.get_num_threads()
     rows = [measure("demo.yaml", args.steps), measure("exp001.yaml", args.steps)]
     print(f"\ninference on CPU ({threads} threads), one model, hidden test = 200 x 460k steps")
-    print(f"{'params':<12} {'model':<10} {'window':>6} {'stride':>6} {'steps/s':>10} "
-          f"{'projected':>10} {'Kaggle limit':>12}")  # fmt: skip
+    print(
+        f"{'params':<12} {'model':<10} {'window':>6} {'stride':>6} {'steps/s':>10} "
+        f"{'projected':>10} {'Kaggle limit':>12}"
+    )
     for r in rows:
         print(
             f"{r['params']:<12} {r['model']:<10} {r['window']:>6} {r['stride']:>6} "

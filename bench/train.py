@@ -50,10 +50,12 @@ def pipeline_windows_per_second(n_windows: int = 4000, length: int = 5760) -> fl
     ids = [s.series_id for s in m.series]
     labels = {s: SeriesLabels.from_events(events.filter(pl.col("series_id") == s)) for s in ids}
     train, _ = split_segments(m, labels, "series", 4, 0, 0.3, seed=0)
-    sampler = WindowSampler(train, {s: i for i, s in enumerate(ids)}, labels, length, n_windows,
-                            0.5, seed=0)  # fmt: skip
-    ds = WindowDataset([m.features(s) for s in ids], [labels[s] for s in ids], length,
-                       "segmentation", 2, 10.0)  # fmt: skip
+    sampler = WindowSampler(
+        train, {s: i for i, s in enumerate(ids)}, labels, length, n_windows, 0.5, seed=0
+    )
+    ds = WindowDataset(
+        [m.features(s) for s in ids], [labels[s] for s in ids], length, "segmentation", 2, 10.0
+    )
     loader = DataLoader(ds, batch_size=32, sampler=sampler, num_workers=0)
     start = time.perf_counter()
     n = sum(len(x) for x, _ in loader)

@@ -117,9 +117,14 @@ def test_official_test_sample_gives_a_valid_submission_offline(
     monkeypatch.setattr(socket.socket, "connect", no_network)
     cfg = load_config(
         None,
-        [*BUNDLE, f"data.dir={real_data_dir}", f"output.dir={tmp_path / 'out'}", "exp_name=real",
-         "postprocess.score_th=0.0"],
-    )  # fmt: skip
+        [
+            *BUNDLE,
+            f"data.dir={real_data_dir}",
+            f"output.dir={tmp_path / 'out'}",
+            "exp_name=real",
+            "postprocess.score_th=0.0",
+        ],
+    )
     path = infer(cfg)
     sub = pl.read_csv(path)
     assert sub.columns == ["row_id", "series_id", "step", "event", "score"]
@@ -139,3 +144,12 @@ def test_inference_imports_no_lightning():
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_single_step_and_flat_non_wear_series_give_finite_scores(tmp_path):
+    bundle = load_bundle(make_bundle(tmp_path / "a", 0))
+    flat = np.zeros((20000, len(FEATURES)), np.float32)  # not worn: every feature constant
+    flat[:5000] = np.random.default_rng(0).standard_normal((5000, len(FEATURES)))
+    for x in (flat, flat[:1]):
+        scores = ensemble_scores([bundle], [1.0], x, None, 4, "cpu")
+        assert scores.shape == (len(x), 2) and np.isfinite(scores).all()

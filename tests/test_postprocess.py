@@ -262,3 +262,19 @@ def test_config_options_reach_detect_events():
     out = detect_events(trace({"onset": [(1000, 0.9)]}, width=3.0), "s", **kwargs)
     assert out.height == 3 and out["score"].max() == 1.0
     assert set((out["step"].to_numpy() - 11 - 3) % 12) <= {0, 6}  # 3 steps off the grid
+
+
+def test_series_candidates_follow_the_config():
+    from sleepdetect.postprocess import series_candidates
+
+    scores = np.zeros((3000, 2))
+    scores[1000, 0] = scores[2000, 1] = 0.9
+    first = "2018-08-14T15:30:00-0400"
+    found = series_candidates(scores, "s", first, PostprocessConfig())
+    assert found["step"].to_list() == [1000, 2000]
+    repeat = np.zeros(3000)
+    repeat[1500:] = 1  # the second half repeats an earlier day
+    cfg = PostprocessConfig(suppress_repeated=True)
+    assert series_candidates(scores, "s", first, cfg, repeat)["step"].to_list() == [1000]
+    with pytest.raises(ValueError, match="needs the day_repeat feature"):
+        series_candidates(scores, "s", first, cfg)

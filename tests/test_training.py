@@ -41,9 +41,15 @@ def prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
     cfg = load_config(
         None,
-        [f"data.dir={out / 'data'}", f"output.dir={out}", "data.synthetic.series=6",
-         "data.synthetic.days=4", "data.synthetic.seed=2", *TINY],
-    )  # fmt: skip
+        [
+            f"data.dir={out / 'data'}",
+            f"output.dir={out}",
+            "data.synthetic.series=6",
+            "data.synthetic.days=4",
+            "data.synthetic.seed=2",
+            *TINY,
+        ],
+    )
     prepare(cfg)
     return out
 
@@ -222,9 +228,13 @@ def test_tiny_fit_validation_score_rises(prepared, tmp_path):
 def test_ddp_on_cpu_with_two_processes(prepared, tmp_path):
     """The same code under DDP: two gloo processes on the CPU, validation gathered across ranks."""
     cfg = tiny_cfg(
-        prepared, tmp_path, "trainer.devices=2", "trainer.strategy=ddp_spawn",
-        "trainer.accelerator=cpu", "trainer.max_epochs=1",
-    )  # fmt: skip
+        prepared,
+        tmp_path,
+        "trainer.devices=2",
+        "trainer.strategy=ddp_spawn",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+    )
     fold = train(cfg)
     assert (fold / "model.pt").is_file()
     assert len(read_log(fold).drop_nulls("val_score")) == 1

@@ -151,7 +151,7 @@ def infer(cfg: Config) -> Path:
     validated submission.csv (and score it when the phase has labels). Returns its path."""
     from sleepdetect.data.prepare import Manifest, prepare
     from sleepdetect.metric import event_detection_ap_table, write_metrics
-    from sleepdetect.postprocess import detect_events, detect_kwargs
+    from sleepdetect.postprocess import series_candidates
     from sleepdetect.submission import write_submission
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -183,11 +183,14 @@ def infer(cfg: Config) -> Path:
     for entry in tqdm(manifest.series, desc=f"infer {phase}", unit="series"):
         feats = manifest.features(entry.series_id)
         s = ensemble_scores(bundles, weights, feats, cfg.infer.stride, cfg.infer.batch_size, device)
-        kwargs = detect_kwargs(cfg.postprocess, entry.first_timestamp)
-        if cfg.postprocess.suppress_repeated and "day_repeat" in manifest.feature_names:
-            kwargs["suppress_mask"] = feats[:, manifest.feature_names.index("day_repeat")] > 0.5
-        candidates.append(detect_events(s, entry.series_id, **kwargs))
-        scores[entry.series_id] = s
+        day_repeat = manifest.feature(entry.series_id, "day_repeat")
+        candidates.append(
+            series_candidates(
+                s, entry.series_id, entry.first_timestamp, cfg.postprocess, day_repeat
+            )
+        )
+        if manifest.events is not None:  # kept only to plot against the labels
+            scores[entry.series_id] = s
     submission = write_submission(
         pl.concat(candidates), out / "submission.csv", series_lengths=manifest.lengths
     )
@@ -202,7 +205,7 @@ def infer(cfg: Config) -> Path:
         per_step = pl.concat(
             pl.DataFrame(
                 {"series_id": sid, "step": np.arange(len(s)), "onset": s[:, 0], "wakeup": s[:, 1]}
-            )  # fmt: skip
+            )
             for sid, s in scores.items()
         )
         plot_nights(per_step, solution, pl.read_csv(submission), out / "nights.png")

@@ -135,9 +135,12 @@ def plot_nights(
     onsets = solution.filter(pl.col("event") == "onset").sort("series_id", "step")
     picks = onsets[:: max(1, len(onsets) // n_nights)][:n_nights] if len(onsets) else onsets
     fig, axes = plt.subplots(
-        max(len(picks), 1), 1, figsize=(12, 2.2 * max(len(picks), 1)), squeeze=False,
+        max(len(picks), 1),
+        1,
+        figsize=(12, 2.2 * max(len(picks), 1)),
+        squeeze=False,
         constrained_layout=True,
-    )  # fmt: skip
+    )
     for ax, row in zip(axes[:, 0], picks.iter_rows(named=True), strict=False):
         sid, centre = row["series_id"], row["step"] + 3000
         lo, hi = centre - half_window, centre + half_window
@@ -145,15 +148,17 @@ def plot_nights(
         for kind, color in EVENT_COLORS.items():
             ax.plot(s["step"], s[kind], color=color, lw=0.8, label=f"{kind} score")
             truth = solution.filter(
-                (pl.col("series_id") == sid) & (pl.col("event") == kind)
+                (pl.col("series_id") == sid)
+                & (pl.col("event") == kind)
                 & pl.col("step").is_between(lo, hi)
-            )  # fmt: skip
+            )
             for step in truth["step"]:
                 ax.axvline(step, color=color, lw=1.5)
             cand = candidates.filter(
-                (pl.col("series_id") == sid) & (pl.col("event") == kind)
+                (pl.col("series_id") == sid)
+                & (pl.col("event") == kind)
                 & pl.col("step").is_between(lo, hi)
-            ).top_k(2, by="score")  # fmt: skip
+            ).top_k(2, by="score")
             for step in cand["step"]:
                 ax.axvline(step, color=color, lw=1.0, ls=":")
         ax.set(xlim=(lo, hi), ylim=(0, 1.02), ylabel="score", title=f"series {sid}")

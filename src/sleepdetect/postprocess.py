@@ -226,3 +226,23 @@ def detect_kwargs(cfg: Any, first_timestamp: str) -> dict[str, Any]:
         "day_start": day_start_of(first_timestamp, cfg.day_start_hour),
         "suppress_factor": cfg.suppress_factor,
     }
+
+
+def series_candidates(
+    scores: np.ndarray,
+    series_id: str,
+    first_timestamp: str,
+    cfg: Any,
+    day_repeat: np.ndarray | None = None,
+) -> pl.DataFrame:
+    """`detect_events` as a `config.PostprocessConfig` asks, for one series; `day_repeat` is
+    that feature's column, needed only when `cfg.suppress_repeated` is on."""
+    kwargs = detect_kwargs(cfg, first_timestamp)
+    if cfg.suppress_repeated:
+        if day_repeat is None:
+            raise ValueError(
+                "postprocess.suppress_repeated needs the day_repeat feature: add it to "
+                "prepare.features"
+            )
+        kwargs["suppress_mask"] = np.asarray(day_repeat) > 0.5
+    return detect_events(scores, series_id, **kwargs)

@@ -31,7 +31,7 @@ from sleepdetect.inference import predict_series
 from sleepdetect.metric import event_detection_ap_table, write_metrics
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
-from sleepdetect.postprocess import detect_events, detect_kwargs
+from sleepdetect.postprocess import series_candidates
 
 # ---------------------------------------------------------------- labels and splits
 
@@ -272,13 +272,14 @@ class Validator:
     def candidates(self, segment: Segment, scores: np.ndarray) -> pl.DataFrame:
         full = np.zeros((self.manifest.lengths[segment.series_id], 2), np.float32)
         full[segment.start : segment.end] = scores
-        kwargs = detect_kwargs(self.cfg.postprocess, self.first_ts[segment.series_id])
-        if self.cfg.postprocess.suppress_repeated:
-            if "day_repeat" not in self.manifest.feature_names:
-                raise ConfigError("postprocess.suppress_repeated needs the day_repeat feature")
-            col = self.manifest.feature_names.index("day_repeat")
-            kwargs["suppress_mask"] = self.manifest.features(segment.series_id)[:, col] > 0.5
-        return detect_events(full, segment.series_id, **kwargs)
+        day_repeat = self.manifest.feature(segment.series_id, "day_repeat")
+        return series_candidates(
+            full,
+            segment.series_id,
+            self.first_ts[segment.series_id],
+            self.cfg.postprocess,
+            day_repeat,
+        )
 
     def score(self, candidates: pl.DataFrame) -> tuple[pl.DataFrame, float]:
         if self.solution.is_empty():
@@ -432,9 +433,14 @@ def train(cfg: Config) -> Path:
         sid: SeriesLabels.from_events(events.filter(pl.col("series_id") == sid)) for sid in ids
     }
     train_segs, valid_segs = split_segments(
-        manifest, labels, cfg.split.kind, cfg.split.n_folds, cfg.split.fold,
-        cfg.split.valid_fraction, cfg.seed,
-    )  # fmt: skip
+        manifest,
+        labels,
+        cfg.split.kind,
+        cfg.split.n_folds,
+        cfg.split.fold,
+        cfg.split.valid_fraction,
+        cfg.seed,
+    )
     fold_dir = cfg.exp_dir / f"fold{cfg.split.fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, fold_dir / "config.yaml")
@@ -447,18 +453,31 @@ def train(cfg: Config) -> Path:
         )
     index = {sid: i for i, sid in enumerate(ids)}
     sampler = WindowSampler(
-        train_segs, index, labels, cfg.windows.length, cfg.windows.per_epoch,
-        cfg.windows.event_ratio, cfg.seed,
-    )  # fmt: skip
+        train_segs,
+        index,
+        labels,
+        cfg.windows.length,
+        cfg.windows.per_epoch,
+        cfg.windows.event_ratio,
+        cfg.seed,
+    )
     train_set = WindowDataset(
-        [manifest.features(s) for s in ids], [labels[s] for s in ids], cfg.windows.length,
-        model.target_kind, model.output_stride, cfg.windows.sigma,
-    )  # fmt: skip
+        [manifest.features(s) for s in ids],
+        [labels[s] for s in ids],
+        cfg.windows.length,
+        model.target_kind,
+        model.output_stride,
+        cfg.windows.sigma,
+    )
     validator = Validator(manifest, valid_segs, events, cfg)
     module = SleepModule(
-        model, validator, cfg.optimizer.lr, cfg.optimizer.weight_decay,
-        cfg.optimizer.warmup_fraction, cfg.augment,
-    )  # fmt: skip
+        model,
+        validator,
+        cfg.optimizer.lr,
+        cfg.optimizer.weight_decay,
+        cfg.optimizer.warmup_fraction,
+        cfg.augment,
+    )
     data = SleepDataModule(
         train_set, sampler, len(valid_segs), cfg.trainer.batch_size, cfg.trainer.num_workers
     )
@@ -483,14 +502,14 @@ def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
             mode="max",
             save_top_k=1,
             save_last=False,
-        ),  # fmt: skip
+        ),
         ModelCheckpoint(
             dirpath=fold_dir / "checkpoints",
             filename="last",
             every_n_train_steps=t.checkpoint_every_n_steps,
             save_top_k=1,
             enable_version_counter=False,
-        ),  # fmt: skip
+        ),
     ]
     if t.early_stopping_patience:
         callbacks.append(
@@ -511,6 +530,7 @@ def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
         deterministic="warn",
         num_sanity_val_steps=0,
         enable_model_summary=False,
+        log_every_n_steps=10,
     )
 
 

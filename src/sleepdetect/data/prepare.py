@@ -73,6 +73,12 @@ class Manifest:
             raise KeyError(f"series {series_id!r} is not in {self.root / MANIFEST}")
         return np.load(self.root / entry.file, mmap_mode="r" if mmap else None)
 
+    def feature(self, series_id: str, name: str) -> np.ndarray | None:
+        """One feature column of a series, or None when it was not prepared."""
+        if name not in self.feature_names:
+            return None
+        return self.features(series_id)[:, self.feature_names.index(name)]
+
     @property
     def lengths(self) -> dict[str, int]:
         return {s.series_id: s.n_steps for s in self.series}
