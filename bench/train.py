@@ -46,7 +46,7 @@ def pipeline_windows_per_second(n_windows: int = 4000, length: int = 5760) -> fl
     if not (root / "manifest.json").is_file():
         prepare(cfg)
     m = Manifest.load(root)
-    events = pl.read_csv(m.root / m.events, schema_overrides={"step": pl.Int64})
+    events = m.read_events()
     ids = [s.series_id for s in m.series]
     labels = {s: SeriesLabels.from_events(events.filter(pl.col("series_id") == s)) for s in ids}
     train, _ = split_segments(m, labels, "series", 4, 0, 0.3, seed=0)

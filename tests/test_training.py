@@ -60,7 +60,7 @@ def tiny_cfg(prepared, tmp_path, *overrides):
 
 
 def labels_of(manifest: Manifest) -> dict[str, SeriesLabels]:
-    events = pl.read_csv(manifest.root / manifest.events, schema_overrides={"step": pl.Int64})
+    events = manifest.read_events()
     return {
         s.series_id: SeriesLabels.from_events(events.filter(pl.col("series_id") == s.series_id))
         for s in manifest.series

@@ -197,8 +197,7 @@ def infer(cfg: Config) -> Path:
     if manifest.events is not None:
         from sleepdetect.plots import plot_nights
 
-        solution = pl.read_csv(manifest.root / manifest.events, schema_overrides={"step": pl.Int64})
-        solution = solution.filter(pl.col("step").is_not_null())
+        solution = manifest.read_events().filter(pl.col("step").is_not_null())
         table, score = event_detection_ap_table(solution, pl.read_csv(submission))
         write_metrics(table, score, out / "metrics.csv")
         print(f"score against {manifest.root / manifest.events}: {score:.4f}")

@@ -425,9 +425,7 @@ def resolve_precision(precision: str) -> str:
 def train(cfg: Config) -> Path:
     """Train fold `cfg.split.fold`; returns the fold folder (the bundle and its reports)."""
     manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
-    if manifest.events is None:
-        raise ConfigError(f"{manifest.root}: no events; prepare the train phase first")
-    events = pl.read_csv(manifest.root / manifest.events, schema_overrides={"step": pl.Int64})
+    events = manifest.read_events()
     ids = [s.series_id for s in manifest.series]
     labels = {
         sid: SeriesLabels.from_events(events.filter(pl.col("series_id") == sid)) for sid in ids

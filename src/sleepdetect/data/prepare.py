@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from tqdm import tqdm
 
 from sleepdetect.config import Config, save_config, to_dict
@@ -72,6 +73,13 @@ class Manifest:
         if entry is None:
             raise KeyError(f"series {series_id!r} is not in {self.root / MANIFEST}")
         return np.load(self.root / entry.file, mmap_mode="r" if mmap else None)
+
+    def read_events(self) -> pl.DataFrame:
+        """The validated labels (series_id, night, event, step, timestamp; step null for a night
+        without events)."""
+        if self.events is None:
+            raise InputError(f"{self.root}: no events; prepare the train phase (it has labels)")
+        return pl.read_csv(self.root / self.events, schema_overrides={"step": pl.Int64})
 
     def feature(self, series_id: str, name: str) -> np.ndarray | None:
         """One feature column of a series, or None when it was not prepared."""
