@@ -217,8 +217,8 @@ def test_reference_setup_with_resnet34():
     ) == ("Spec2DCNN", "CNNSpectrogram", "resnet34", "UNet1DDecoder", 2)
     assert cfg.encoder_weights is None
     model = build_model(cfg, IN_CHANNELS).eval()
-    assert type(model.unet.unet.encoder).__name__ == "ResNetEncoder"
-    assert len(model.unet.unet.encoder.layer2) == 4  # resnet34's (3, 4, 6, 3) blocks
+    assert type(model.backbone.unet.unet.encoder).__name__ == "ResNetEncoder"
+    assert len(model.backbone.unet.unet.encoder.layer2) == 4  # resnet34's (3, 4, 6, 3) blocks
     x = torch.randn(1, IN_CHANNELS, 1000)
     with torch.no_grad():
         assert model(x).logits.shape == (1, 500, 3)

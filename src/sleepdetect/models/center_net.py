@@ -17,7 +17,7 @@ from sleepdetect.models.base import (
     upsample_frames,
 )
 from sleepdetect.models.registries import MODELS
-from sleepdetect.models.smp_unet2d import SmpUNet2D
+from sleepdetect.models.smp_unet2d import SpectrogramUNet
 
 
 @dataclass
@@ -72,15 +72,9 @@ class CenterNet(SleepModel):
         focal_beta: float = 4.0,
     ) -> None:
         super().__init__()
-        self.feature_extractor = feature_extractor
         self.output_stride = feature_extractor.downsample_rate
-        self.unet = SmpUNet2D(
-            feature_extractor.out_chans,
-            classes=1,
-            encoder_name=encoder_name,
-            encoder_weights=encoder_weights,
-            encoder_depth=encoder_depth,
-            decoder_channels=decoder_channels,
+        self.backbone = SpectrogramUNet(
+            feature_extractor, encoder_name, encoder_weights, encoder_depth, decoder_channels
         )
         self.decoder = decoder(feature_extractor.height, 3 * len(EVENTS))
         self.offset_weight = offset_weight
@@ -89,9 +83,8 @@ class CenterNet(SleepModel):
         self.focal_beta = focal_beta
 
     def forward(self, x: Tensor) -> CenterNetOutput:
-        img = self.feature_extractor(x)  # (batch, out_chans, height, frames)
-        img = self.unet(img)  # (batch, 1, height, frames)
-        out = self.decoder(img.squeeze(1))  # (batch, frames, 6)
+        feat = self.backbone(x)  # (batch, height, frames)
+        out = self.decoder(feat)  # (batch, frames, 6)
         heatmap, offset, size = out.split(len(EVENTS), dim=-1)  # 3 x (batch, frames, 2)
         return CenterNetOutput(heatmap, offset.sigmoid(), size)  # 3 x (batch, frames, 2)
 

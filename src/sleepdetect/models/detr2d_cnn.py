@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from sleepdetect.models.base import EVENTS, FeatureExtractor, SleepModel
 from sleepdetect.models.layers import add_positions
 from sleepdetect.models.registries import MODELS
-from sleepdetect.models.smp_unet2d import SmpUNet2D
+from sleepdetect.models.smp_unet2d import SpectrogramUNet
 
 NO_EVENT = len(EVENTS)  # class index of "this query found nothing"
 
@@ -62,15 +62,9 @@ class DETR2DCNN(SleepModel):
         render_sigma: float = 4.0,
     ) -> None:
         super().__init__()
-        self.feature_extractor = feature_extractor
         self.output_stride = feature_extractor.downsample_rate
-        self.unet = SmpUNet2D(
-            feature_extractor.out_chans,
-            classes=1,
-            encoder_name=encoder_name,
-            encoder_weights=encoder_weights,
-            encoder_depth=encoder_depth,
-            decoder_channels=decoder_channels,
+        self.backbone = SpectrogramUNet(
+            feature_extractor, encoder_name, encoder_weights, encoder_depth, decoder_channels
         )
         self.memory_proj = nn.Conv1d(feature_extractor.height, d_model, 1)
         self.queries = nn.Embedding(num_queries, d_model)
@@ -97,8 +91,7 @@ class DETR2DCNN(SleepModel):
         self.register_buffer("ce_weights", class_weights, persistent=False)
 
     def forward(self, x: Tensor) -> DETROutput:
-        img = self.feature_extractor(x)  # (batch, out_chans, height, frames)
-        feat = self.unet(img).squeeze(1)  # (batch, height, frames)
+        feat = self.backbone(x)  # (batch, height, frames)
         memory = self.memory_proj(feat).transpose(1, 2)  # (batch, frames, d_model)
         memory = add_positions(memory)  # (batch, frames, d_model)
         queries = self.queries.weight.expand(x.shape[0], -1, -1)  # (batch, queries, d_model)

@@ -8,6 +8,8 @@ import segmentation_models_pytorch as smp
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sleepdetect.models.base import FeatureExtractor
+
 
 class SmpUNet2D(nn.Module):
     """Wraps `smp.Unet` for spectrogram images: pads height and width up to the encoder's
@@ -43,3 +45,33 @@ class SmpUNet2D(nn.Module):
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (batch, chans, height', width')
         y = self.unet(x)  # (batch, classes, height', width')
         return y[..., :height, :width]  # (batch, classes, height, width)
+
+
+class SpectrogramUNet(nn.Module):
+    """Feature extractor -> SmpUNet2D with one output map, read back as a sequence: the image
+    backbone that Spec2DCNN, CenterNet and DETR2DCNN share. `height` is the number of channels
+    of the sequence it returns, for the head that follows."""
+
+    def __init__(
+        self,
+        feature_extractor: FeatureExtractor,
+        encoder_name: str = "resnet34",
+        encoder_weights: str | None = None,
+        encoder_depth: int = 5,
+        decoder_channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.feature_extractor = feature_extractor
+        self.height = feature_extractor.height
+        self.unet = SmpUNet2D(
+            feature_extractor.out_chans,
+            classes=1,
+            encoder_name=encoder_name,
+            encoder_weights=encoder_weights,
+            encoder_depth=encoder_depth,
+            decoder_channels=decoder_channels,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        img = self.feature_extractor(x)  # (batch, out_chans, height, frames)
+        return self.unet(img).squeeze(1)  # (batch, height, frames)

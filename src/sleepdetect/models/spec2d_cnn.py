@@ -14,7 +14,7 @@ from sleepdetect.models.base import (
     SegmentationOutput,
 )
 from sleepdetect.models.registries import MODELS
-from sleepdetect.models.smp_unet2d import SmpUNet2D
+from sleepdetect.models.smp_unet2d import SpectrogramUNet
 
 
 @MODELS.register("Spec2DCNN")
@@ -40,20 +40,13 @@ class Spec2DCNN(SegmentationModel):
         decoder_channels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self.feature_extractor = feature_extractor
         self.output_stride = feature_extractor.downsample_rate
-        self.unet = SmpUNet2D(
-            feature_extractor.out_chans,
-            classes=1,
-            encoder_name=encoder_name,
-            encoder_weights=encoder_weights,
-            encoder_depth=encoder_depth,
-            decoder_channels=decoder_channels,
+        self.backbone = SpectrogramUNet(
+            feature_extractor, encoder_name, encoder_weights, encoder_depth, decoder_channels
         )
         self.decoder = decoder(feature_extractor.height, len(CLASSES))
 
     def forward(self, x: Tensor) -> SegmentationOutput:
-        img = self.feature_extractor(x)  # (batch, out_chans, height, frames)
-        img = self.unet(img)  # (batch, 1, height, frames)
-        logits = self.decoder(img.squeeze(1))  # (batch, frames, 3)
+        feat = self.backbone(x)  # (batch, height, frames)
+        logits = self.decoder(feat)  # (batch, frames, 3)
         return SegmentationOutput(logits)  # logits (batch, frames, 3)
