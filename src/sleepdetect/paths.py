@@ -1,16 +1,9 @@
-"""The one place that knows where things are: a local checkout, or a Kaggle kernel."""
+"""Where things are: relative paths in params mean the checkout, wherever a notebook starts."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-KAGGLE_INPUT = Path("/kaggle/input")
-KAGGLE_WORKING = Path("/kaggle/working")
-
-
-def on_kaggle() -> bool:
-    return KAGGLE_INPUT.is_dir()
 
 
 def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:

@@ -44,6 +44,3 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._table
-
-    def __len__(self) -> int:
-        return len(self._table)
