@@ -97,7 +97,19 @@ def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
     submission = exp / "infer" / "test" / "submission.csv"
     assert submission.read_text().startswith("row_id,series_id,step,event,score")
     out = capsys.readouterr().out
-    assert "validation score fold0" in out and f"submission: {submission}" in out
+    assert "score fold0: " in out and f"submission: {submission}" in out
+    stamp = submission.stat().st_mtime_ns
+
+    # the same command again: every stage is complete with these params
+    assert run(REPO / "params" / "demo.yaml", overrides) == 0
+    out = capsys.readouterr().out
+    assert out.count("complete with these params: skipped") == 3
+    assert submission.stat().st_mtime_ns == stamp
+    # a post-processing change reruns train (its validation uses it) and infer, not prepare
+    assert run(REPO / "params" / "demo.yaml", [*overrides, "postprocess.distance=60"]) == 0
+    out = capsys.readouterr().out
+    assert "[prepare] complete with these params: skipped" in out
+    assert "[train] notebooks/02_train.ipynb" in out and "[infer] notebooks/03_infer.ipynb" in out
 
 
 def test_run_command_reads_overrides_after_options(monkeypatch, capsys):
@@ -108,3 +120,34 @@ def test_run_command_reads_overrides_after_options(monkeypatch, capsys):
     assert "unknown key 'nokey'" in capsys.readouterr().err
     assert main(["run", "params/demo.yaml", "--only", "nostage"]) == 2
     assert "unknown stage 'nostage'" in capsys.readouterr().err
+
+
+def test_sweep_expands_comma_lists_but_not_lists():
+    from sleepdetect.pipeline import expand_sweep
+
+    combos = expand_sweep(["optimizer.lr=1e-4,5e-4", "prepare.features=[anglez, enmo]", "seed=1,2"])
+    assert combos == [
+        ["optimizer.lr=1e-4", "prepare.features=[anglez, enmo]", "seed=1"],
+        ["optimizer.lr=1e-4", "prepare.features=[anglez, enmo]", "seed=2"],
+        ["optimizer.lr=5e-4", "prepare.features=[anglez, enmo]", "seed=1"],
+        ["optimizer.lr=5e-4", "prepare.features=[anglez, enmo]", "seed=2"],
+    ]
+
+
+def test_sweep_runs_each_combination_as_its_own_experiment(tmp_path, monkeypatch, capsys):
+    from sleepdetect.pipeline import run
+
+    monkeypatch.chdir(REPO)
+    overrides = [
+        f"data.dir={tmp_path / 'data'}",
+        f"output.dir={tmp_path / 'out'}",
+        "data.synthetic.series=2",
+        "data.synthetic.days=1.5",
+        "prepare.features=[anglez, enmo]",  # a list: not a sweep
+        "exp_name=sw",
+        "seed=1,2",
+    ]
+    assert run(REPO / "params" / "demo.yaml", overrides, stages=["prepare"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sw-seed=1", "sw-seed=2"]
+    out = capsys.readouterr().out
+    assert "sweep of 2 experiments" in out and "sw-seed=2" in out.splitlines()[-1]

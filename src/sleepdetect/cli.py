@@ -48,7 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from sleepdetect.pipeline import run
 
     stages = args.only.split(",") if args.only else None
-    return run(args.params, args.overrides, stages=stages)
+    return run(args.params, args.overrides, stages=stages, force=args.force)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the notebooks through papermill")
     p.add_argument("params", help="params/*.yaml")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides; a=1,2 sweeps")
     p.add_argument("--only", default=None, help="comma list of stages, e.g. prepare,infer")
+    p.add_argument("--force", action="store_true", help="rerun stages that are already done")
     p.set_defaults(func=_cmd_run)
     return parser
 

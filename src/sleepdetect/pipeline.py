@@ -2,19 +2,63 @@
 
 Each stage's executed copy goes to `<output.dir>/<exp_name>/NN_name.ipynb`; the source
 notebooks are never written. A failed stage stops the run and names the notebook and cell.
+A stage whose output is complete and whose params are unchanged since it last succeeded is
+skipped (`force` reruns it). Overrides with comma lists (`optimizer.lr=1e-4,5e-4`) sweep:
+each combination runs as its own experiment, and a table of their scores ends the run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sleepdetect.config import ConfigError, load_config, save_config
+from sleepdetect.config import (
+    Config,
+    ConfigError,
+    load_config,
+    parse_override,
+    save_config,
+    to_dict,
+)
+from sleepdetect.files import write_json
 from sleepdetect.paths import project_root
 
 # Stage name -> notebook, in pipeline order.
 STAGES = {"prepare": "01_prepare", "train": "02_train", "infer": "03_infer"}
+# The config sections each stage reads: a change in any of them makes the stage run again.
+_PREPARE_KEYS = ("data", "prepare")
+_TRAIN_KEYS = (
+    *_PREPARE_KEYS,
+    "seed",
+    "model",
+    "split",
+    "windows",
+    "optimizer",
+    "augment",
+    "trainer",
+    "postprocess",
+)
+STAGE_KEYS = {"prepare": _PREPARE_KEYS, "train": _TRAIN_KEYS, "infer": (*_TRAIN_KEYS, "infer")}
+
+
+def stage_output(cfg: Config, stage: str) -> Path:
+    """The file a stage writes last: present only when the stage completed."""
+    return {
+        "prepare": cfg.exp_dir / "prepared" / cfg.prepare.phase / "manifest.json",
+        "train": cfg.exp_dir / f"fold{cfg.split.fold}" / "model.pt",
+        "infer": cfg.exp_dir / "infer" / cfg.infer.phase / "submission.csv",
+    }[stage]
+
+
+def _fingerprint(cfg: Config, stage: str) -> str:
+    d = to_dict(cfg)
+    text = json.dumps({k: d[k] for k in STAGE_KEYS[stage]}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def notebook_path(root: Path, name: str) -> Path:
@@ -41,8 +85,59 @@ def run(
     params: str | Path,
     overrides: Sequence[str] = (),
     stages: Sequence[str] | None = None,
+    force: bool = False,
 ) -> int:
-    """Run `stages` (default: every stage whose notebook exists) with the params injected."""
+    """Run `stages` (default: every stage whose notebook exists) with the params injected;
+    a comma-list override sweeps (see the module docstring)."""
+    combos = expand_sweep(overrides)
+    if len(combos) == 1:
+        return run_experiment(params, combos[0], stages, force)
+    swept = {o.partition("=")[0] for o in overrides if _is_sweep(o)}
+    base = load_config(params, [o for o in overrides if not _is_sweep(o)]).exp_name
+    root = project_root() or Path.cwd()
+    rows = []
+    for combo in combos:
+        name = "-".join([base, *(_slug(o) for o in combo if o.partition("=")[0] in swept)])
+        code = run_experiment(params, [*combo, f"exp_name={name}"], stages, force)
+        out_dir = root / load_config(params, [*combo, f"exp_name={name}"]).exp_dir
+        rows.append((name, code, _scores(out_dir)))
+    print(f"\nsweep of {len(rows)} experiments")
+    print(f"{'experiment':<48} {'status':<7} scores")
+    for name, code, scores in rows:
+        status = "ok" if code == 0 else "failed"
+        text = "  ".join(f"{k} {v:.4f}" for k, v in scores.items()) or "-"
+        print(f"{name:<48} {status:<7} {text}")
+    return max(code for _, code, _ in rows)
+
+
+def _is_sweep(override: str) -> bool:
+    value = override.partition("=")[2].strip()
+    return "," in value and not value.startswith(("[", "{"))
+
+
+def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
+    """`a=1,2 b=x` -> [[a=1, b=x], [a=2, b=x]]; bracketed values (lists) are never split."""
+    choices = []
+    for item in overrides:
+        parse_override(item)  # a malformed override fails here, before anything runs
+        key, _, text = item.partition("=")
+        values = text.split(",") if _is_sweep(item) else [text]
+        choices.append([f"{key}={v.strip()}" for v in values])
+    return [list(c) for c in itertools.product(*choices)]
+
+
+def _slug(override: str) -> str:
+    key, _, value = override.partition("=")
+    return re.sub(r"[^A-Za-z0-9.=-]+", "-", f"{key.split('.')[-1]}={value}")
+
+
+def run_experiment(
+    params: str | Path,
+    overrides: Sequence[str] = (),
+    stages: Sequence[str] | None = None,
+    force: bool = False,
+) -> int:
+    """One experiment: its stages in order, skipping those already done with these params."""
     import papermill as pm
 
     cfg = load_config(params, overrides)  # fail on a bad key before any notebook starts
@@ -57,9 +152,18 @@ def run(
     parameters = {"params_file": str(Path(params).resolve()), "overrides": list(overrides)}
 
     timings = []
+    rerun = force
     for stage in todo:
         name = STAGES[stage]
         executed = out_dir / f"{name}.ipynb"
+        marker = out_dir / ".stages" / f"{stage}.json"
+        fingerprint = _fingerprint(cfg, stage)
+        done = marker.is_file() and json.loads(marker.read_text())["fingerprint"] == fingerprint
+        if not rerun and done and (root / stage_output(cfg, stage)).is_file():
+            print(f"[{stage}] complete with these params: skipped (--force reruns it)")
+            continue
+        rerun = True  # every later stage depends on this one's new output
+        marker.unlink(missing_ok=True)
         print(f"[{stage}] notebooks/{name}.ipynb -> {executed}")
         start = time.perf_counter()
         try:
@@ -78,6 +182,7 @@ def run(
             )
             return 1
         timings.append((stage, time.perf_counter() - start))
+        write_json(marker, {"fingerprint": fingerprint, "output": str(stage_output(cfg, stage))})
 
     print(f"\nrun {cfg.exp_name!r} done; outputs in {out_dir}")
     for stage, seconds in timings:
@@ -87,22 +192,22 @@ def run(
     return 0
 
 
-def _results(out_dir: Path) -> list[str]:
-    """Where the scores, plots and submissions of an experiment folder are."""
+def _scores(out_dir: Path) -> dict[str, float]:
+    """Validation score of each fold and the score of each labelled submission."""
     import polars as pl
-
-    lines = []
 
     def score(metrics: Path) -> float:
         return pl.read_csv(metrics).filter(pl.col("event") == "score")["ap"][0]
 
-    lines = []
-    for metrics in sorted(out_dir.glob("fold*/metrics.csv")):
-        lines.append(f"  validation score {metrics.parent.name}: {score(metrics):.4f}  ({metrics})")
-    for plot in sorted(out_dir.glob("fold*/*.png")):
-        lines.append(f"  plot: {plot}")
-    for sub in sorted(out_dir.glob("infer/*/submission.csv")):
-        lines.append(f"  submission: {sub}")
-        if sub.with_name("metrics.csv").is_file():
-            lines.append(f"  score of that submission: {score(sub.with_name('metrics.csv')):.4f}")
+    found = {m.parent.name: score(m) for m in sorted(out_dir.glob("fold*/metrics.csv"))}
+    for m in sorted(out_dir.glob("infer/*/metrics.csv")):
+        found[f"infer-{m.parent.name}"] = score(m)
+    return found
+
+
+def _results(out_dir: Path) -> list[str]:
+    """Where the scores, plots and submissions of an experiment folder are."""
+    lines = [f"  score {name}: {value:.4f}" for name, value in _scores(out_dir).items()]
+    lines += [f"  plot: {plot}" for plot in sorted(out_dir.glob("fold*/*.png"))]
+    lines += [f"  submission: {sub}" for sub in sorted(out_dir.glob("infer/*/submission.csv"))]
     return lines
