@@ -98,7 +98,7 @@ def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
     assert submission.read_text().startswith("row_id,series_id,step,event,score")
     out = capsys.readouterr().out
     assert "score fold0: " in out and f"submission: {submission}" in out
-    stamp = submission.stat().st_mtime_ns
+    stamp, stamp_bytes = submission.stat().st_mtime_ns, submission.read_bytes()
 
     # the same command again: every stage is complete with these params
     assert run(REPO / "params" / "demo.yaml", overrides) == 0
@@ -110,6 +110,12 @@ def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "[prepare] complete with these params: skipped" in out
     assert "[train] notebooks/02_train.ipynb" in out and "[infer] notebooks/03_infer.ipynb" in out
+
+    # two runs of one command give the same submission, byte for byte
+    twin = [*overrides, f"output.dir={tmp_path / 'twin'}"]
+    assert run(REPO / "params" / "demo.yaml", twin) == 0
+    rerun = tmp_path / "twin" / "demo" / "infer" / "test" / "submission.csv"
+    assert rerun.read_bytes() == stamp_bytes
 
 
 def test_run_command_reads_overrides_after_options(monkeypatch, capsys):
