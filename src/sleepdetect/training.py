@@ -217,9 +217,6 @@ class WindowDataset(Dataset):
         self.length, self.target_kind = length, target_kind
         self.output_stride, self.sigma = output_stride, sigma
 
-    def __len__(self) -> int:
-        return sum(len(f) for f in self.features)  # any (series, start) pair is valid
-
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
         series, start = item
         x = np.asarray(self.features[series][start : start + self.length], dtype=np.float32)
