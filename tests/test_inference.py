@@ -127,6 +127,10 @@ def test_official_test_sample_gives_a_valid_submission_offline(
     )
     path = infer(cfg)
     sub = pl.read_csv(path)
+    assert not (tmp_path / "copy.csv").exists()
+    # infer.copy_to: where Kaggle expects it too, the same bytes
+    cfg.infer.copy_to = str(tmp_path / "copy.csv")
+    assert infer(cfg).read_bytes() == (tmp_path / "copy.csv").read_bytes()
     assert sub.columns == ["row_id", "series_id", "step", "event", "score"]
     assert sub["row_id"].to_list() == list(range(len(sub)))
     assert set(sub["series_id"]) <= {"038441c925bb", "03d92c9f6f8a", "0402a003dae9"}

@@ -9,6 +9,8 @@ import jupytext
 import nbformat
 import pytest
 
+from tiny_run import TINY_DEMO
+
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = sorted((REPO / "notebooks").glob("*.py"))
 
@@ -77,18 +79,7 @@ def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
     from sleepdetect.pipeline import run
 
     monkeypatch.chdir(REPO)
-    overrides = [
-        f"data.dir={tmp_path / 'data'}",
-        f"output.dir={tmp_path / 'out'}",
-        "data.synthetic.series=4",
-        "data.synthetic.days=2",
-        "model.params={hidden_size: 8, num_layers: 1}",
-        "windows.length=2880",
-        "windows.valid_stride=1440",
-        "windows.per_epoch=16",
-        "trainer.max_epochs=1",
-        "trainer.batch_size=8",
-    ]
+    overrides = [f"data.dir={tmp_path / 'data'}", f"output.dir={tmp_path / 'out'}", *TINY_DEMO]
     assert run(REPO / "params" / "demo.yaml", overrides) == 0
     exp = tmp_path / "out" / "demo"
     for name in ("01_prepare", "02_train", "03_infer"):

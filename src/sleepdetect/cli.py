@@ -51,6 +51,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(args.params, args.overrides, stages=stages, force=args.force)
 
 
+def _cmd_package(args: argparse.Namespace) -> int:
+    from sleepdetect.config import load_config
+    from sleepdetect.kaggle import package
+
+    package(load_config(args.params, args.overrides), args.exp, do_upload=args.upload)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sleepdetect", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma list of stages, e.g. prepare,infer")
     p.add_argument("--force", action="store_true", help="rerun stages that are already done")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("package", help="build the Kaggle datasets and kernel (and upload)")
+    p.add_argument("--exp", action="append", required=True, help="trained experiment; repeat")
+    p.add_argument("--params", default="params/kaggle.yaml", help="params with a kaggle section")
+    p.add_argument("--upload", action="store_true", help="run the kaggle commands")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. kaggle.username=me")
+    p.set_defaults(func=_cmd_package)
     return parser
 
 

@@ -18,6 +18,7 @@ import yaml
 
 from sleepdetect.data.features import REFERENCE_FEATURES
 from sleepdetect.files import write_text
+from sleepdetect.paths import resolve_path
 
 
 class ConfigError(ValueError):
@@ -165,6 +166,38 @@ class InferConfig:
     phase: Literal["train", "test"] = "test"  # train: also scores against its labels
     stride: int | None = None  # steps between windows; None: each bundle's windows.valid_stride
     batch_size: int = 16
+    copy_to: str | None = None  # also write submission.csv here (Kaggle scores ./submission.csv)
+
+
+@dataclass
+class KaggleConfig:
+    """`python -m sleepdetect package`: the datasets and the kernel it builds (see kaggle.py).
+    Slugs are lowercase letters, digits and single hyphens, 6-50 characters."""
+
+    username: str | None = None  # None: $KAGGLE_USERNAME, then ~/.kaggle/kaggle.json
+    competition: str = "child-mind-institute-detect-sleep-states"
+    code_dataset: str = "sleepdetect-code"
+    weights_dataset: str = "sleepdetect-weights"
+    wheels_dataset: str = "sleepdetect-wheels"
+    kernel: str = "sleepdetect-submission"
+    licence: str = "other"  # one Kaggle licence name for each dataset, e.g. CC0-1.0, other
+    private: bool = True
+    enable_gpu: bool = True
+    # packages the Kaggle image may lack, shipped as wheels at the versions installed here,
+    # for Kaggle's Python and platform (pip download --only-binary)
+    wheels: list[str] = field(
+        default_factory=lambda: [
+            "segmentation-models-pytorch",
+            "timm",
+            "huggingface-hub",
+            "safetensors",
+        ]
+    )
+    python_version: str = "3.11"
+    platform: str = "manylinux2014_x86_64"
+    # key=value overrides of the kernel's params (the first experiment's config), e.g.
+    # infer.weights=[0.6,0.4] or infer.batch_size=64
+    overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -182,6 +215,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    kaggle: KaggleConfig = field(default_factory=KaggleConfig)
 
     @property
     def exp_dir(self) -> Path:
@@ -197,20 +231,25 @@ def load_config(
     sections: dict[str, Any] | None = None,
 ) -> Config:
     """Build a Config from a params file, then `sections` (dicts, as papermill injects them),
-    then `key.sub=value` overrides, each layer replacing only the keys it names."""
+    then `key.sub=value` overrides, each layer replacing only the keys it names. Paths written
+    `input:<slug>/...` (the params file, data.dir, infer.bundles) are looked up as Kaggle
+    inputs (paths.py)."""
     raw: dict[str, Any] = {}
     source = "params"
     if path is not None:
         source = str(path)
-        raw = _read_yaml(Path(path))
+        raw = _read_yaml(Path(resolve_path(str(path))))
     for key, value in (sections or {}).items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
             raw[key] = _deep_merge(raw[key], value)
         else:
             raw[key] = value
     for item in overrides:
-        _apply_override(raw, item)
-    return from_dict(Config, raw, source=source)
+        apply_override(raw, item)
+    cfg = from_dict(Config, raw, source=source)
+    cfg.data.dir = resolve_path(cfg.data.dir)
+    cfg.infer.bundles = [resolve_path(b) for b in cfg.infer.bundles]
+    return cfg
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -225,7 +264,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _apply_override(raw: dict[str, Any], item: str) -> None:
+def apply_override(raw: dict[str, Any], item: str) -> None:
     keys, value = parse_override(item)
     node = raw
     for k in keys[:-1]:

@@ -8,6 +8,7 @@ shorter than a window is padded and cropped back, so any length gives one score 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from sleepdetect.config import Config, load_config, save_config
 from sleepdetect.errors import InputError
+from sleepdetect.files import atomic_path
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
 
@@ -194,6 +196,10 @@ def infer(cfg: Config) -> Path:
     submission = write_submission(
         pl.concat(candidates), out / "submission.csv", series_lengths=manifest.lengths
     )
+    if cfg.infer.copy_to:
+        with atomic_path(cfg.infer.copy_to) as tmp:
+            shutil.copyfile(submission, tmp)
+        print(f"submission copied to {cfg.infer.copy_to}")
     if manifest.events is not None:
         from sleepdetect.plots import plot_nights
 
