@@ -1,19 +1,24 @@
-"""Post-processing: the reference peak finding, then each option on a constructed score trace."""
+"""Post-processing: the reference peak finding, the mass method, then each option on a
+constructed score trace."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import polars as pl
 import pytest
 
 from sleepdetect.config import PostprocessConfig, load_config
-from sleepdetect.metric import event_detection_ap_table
+from sleepdetect.metric import TOLERANCES, event_detection_ap_table
 from sleepdetect.postprocess import (
     STEPS_PER_DAY,
+    candidate_mass,
     day_start_of,
     detect_events,
-    detect_kwargs,
+    mass_grid,
     minute_phase_of,
+    series_candidates,
 )
 
 N = 3 * STEPS_PER_DAY
@@ -82,6 +87,12 @@ def test_flat_or_nan_scores_give_an_empty_frame_with_the_schema():
         ({"day_norm": "mean"}, "day_norm"),
         ({"minute_phase": 0, "minute_shift": 12}, "minute_shift"),
         ({"suppress_mask": np.zeros(5, bool)}, "suppress_mask"),
+        ({"method": "dense"}, "method"),
+        ({"method": "mass"}, "minute_phase"),
+        ({"method": "mass", "minute_phase": 0, "peak_offsets": [12]}, "peak_offsets"),
+        ({"method": "mass", "minute_phase": 0, "mass_max_per_day": 0}, "mass_max_per_day"),
+        ({"day_start": [0, 1, 2]}, "day_start"),
+        ({"edge_decay_steps": -1}, "edge_decay_steps"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
@@ -235,13 +246,185 @@ def test_suppression_comes_after_normalisation():
     assert rows(out) == [(5000, "onset", 1.0), (22280, "onset", 0.1)]
 
 
+def test_onset_and_wakeup_day_windows_can_start_apart():
+    # The same two peaks for both events; only the wakeups' boundary (7000) splits them.
+    scores = trace({"onset": [(5000, 0.2), (9000, 0.1)], "wakeup": [(5000, 0.2), (9000, 0.1)]})
+    out = detect_events(scores, "s", day_norm="max", day_start=[0, 7000])
+    assert rows(out) == [
+        (5000, "onset", 1.0),
+        (5000, "wakeup", 1.0),
+        (9000, "onset", 0.5),
+        (9000, "wakeup", 1.0),
+    ]
+
+
+def test_config_day_start_hour_wakeup():
+    # Step 0 at noon: onset windows from step 0 (12:00), wakeup ones from 14:00 (step 1440).
+    scores = trace({"onset": [(1000, 0.2), (2000, 0.1)], "wakeup": [(1000, 0.2), (2000, 0.1)]})
+    first = "2018-08-14T12:00:00-0400"
+    same = series_candidates(scores, "s", first, PostprocessConfig(day_norm="max"))
+    apart = series_candidates(
+        scores, "s", first, PostprocessConfig(day_norm="max", day_start_hour_wakeup=14)
+    )
+    assert rows(same) == [
+        (1000, "onset", 1.0),
+        (1000, "wakeup", 1.0),
+        (2000, "onset", 0.5),
+        (2000, "wakeup", 0.5),
+    ]
+    assert rows(apart) == [
+        (1000, "onset", 1.0),
+        (1000, "wakeup", 1.0),
+        (2000, "onset", 0.5),
+        (2000, "wakeup", 1.0),
+    ]
+
+
+# ---------------------------------------------------------------- (e) series edges
+
+
+def test_edge_decay_lowers_scores_near_the_end_only():
+    scores = trace({"onset": [(1000, 0.9), (N - 500, 0.8)], "wakeup": [(N - 1440, 0.6)]})
+    out = detect_events(scores, "s", edge_decay_steps=1440)
+    # (N - step) / 1440: 500 steps from the end -> x 500/1440; 1440 from it -> x 1.
+    assert rows(out) == [
+        (1000, "onset", 0.9),
+        (N - 1440, "wakeup", 0.6),
+        (N - 500, "onset", round(0.8 * 500 / 1440, 6)),
+    ]
+    by_config = series_candidates(
+        scores, "s", "2018-08-14T15:30:00-0400", PostprocessConfig(edge_decay_hours=2.0)
+    )
+    assert by_config.equals(out)
+    # Next to the end a sliver is left (a peak needs a step after it: N - 2).
+    last = detect_events(trace({"onset": [(N - 2, 0.9)]}, width=3.0), "s", edge_decay_steps=100)
+    assert rows(last) == [(N - 2, "onset", round(0.9 * 2 / 100, 6))]
+
+
+def test_early_wakeups_are_down_weighted():
+    scores = trace({"onset": [(1000, 0.9)], "wakeup": [(1000, 0.8), (5000, 0.7)]})
+    out = detect_events(scores, "s", start_wakeup_steps=4320, start_wakeup_factor=0.25)
+    assert rows(out) == [(1000, "onset", 0.9), (1000, "wakeup", 0.2), (5000, "wakeup", 0.7)]
+    cfg = PostprocessConfig(start_wakeup_hours=6.0, start_wakeup_factor=0.25)
+    assert series_candidates(scores, "s", "2018-08-14T15:30:00-0400", cfg).equals(out)
+
+
+# ---------------------------------------------------------------- the mass method
+
+
+def brute_mass(trace_1d: np.ndarray, step: int, tolerances=TOLERANCES) -> float:
+    """The mass of one candidate the slow way: every step, every tolerance."""
+    distance = np.abs(np.arange(trace_1d.size) - step)
+    return sum(float(trace_1d[distance < t].sum()) for t in tolerances)
+
+
+def mass(scores: np.ndarray, **kw) -> pl.DataFrame:
+    kw = {"method": "mass", "minute_phase": 0, "score_th": 0.0, **kw}
+    return detect_events(scores, "s", **kw)
+
+
+def test_mass_candidates_sit_on_seconds_15_and_45():
+    rng = np.random.default_rng(0)
+    scores = rng.random((4000, 2))
+    for first in ("2018-08-14T15:30:00-0400", "2018-08-14T15:30:05-0400", "2018-08-14T15:30:35"):
+        cfg = PostprocessConfig(method="mass", mass_max_per_day=200, score_th=0.0)
+        out = series_candidates(scores, "s", first, cfg)
+        assert out.height == 400
+        seconds = (int(first[17:19]) + 5 * out["step"].to_numpy()) % 60
+        assert set(seconds) == {15, 45}
+    assert set(mass_grid(100, 0) % 12) == {3, 9}
+    assert set(mass_grid(100, 11) % 12) == {2, 8}  # whole minutes at steps 11, 23, ...
+
+
+def test_mass_equals_the_brute_force_sum_over_tolerances():
+    rng = np.random.default_rng(1)
+    p = rng.random(1500) ** 4
+    steps = mass_grid(1500, 5)
+    fast = candidate_mass(p, steps)
+    assert np.allclose(fast, [brute_mass(p, s) for s in steps], rtol=1e-12)
+    # Before any suppression the first pick is the best of them, scored with its mass.
+    first = mass(np.stack([p, np.zeros(1500)], 1), minute_phase=5, mass_max_per_day=1)
+    best = int(np.argmax(fast))
+    assert rows(first) == [(steps[best], "onset", round(fast[best], 6))]
+
+
+def test_greedy_update_equals_recomputing_the_mass_left():
+    # The second and third picks, and their scores, from the mass left once the earlier picks
+    # claimed everything within each tolerance of them, recomputed the slow way.
+    rng = np.random.default_rng(2)
+    p = rng.random(1500) ** 4
+    out = mass(np.stack([p, np.zeros(1500)], 1), mass_max_per_day=3, steps_per_day=10**6)
+    picks = out.sort("score", descending=True)
+    order = picks["step"].to_list()
+    steps = mass_grid(1500, 0)
+    left = np.repeat(p[None, :], len(TOLERANCES), 0)
+    for i in (1, 2):
+        for k, t in enumerate(TOLERANCES):
+            left[k, np.abs(np.arange(1500) - order[i - 1]) < t] = 0.0
+        gains = np.array(
+            [sum(brute_mass(left[k], s, [t]) for k, t in enumerate(TOLERANCES)) for s in steps]
+        )
+        gains[np.isin(steps, order[:i])] = -np.inf
+        assert steps[int(np.argmax(gains))] == order[i]
+        assert np.isclose(picks["score"][i], gains.max(), rtol=1e-9)
+
+
+def test_a_single_bump_gets_its_top_candidate_next_to_it():
+    scores = trace({"onset": [(5000, 0.9)]})
+    out = mass(scores).sort("score", descending=True)
+    # 5000 % 12 == 8: the nearest candidates are 4995 (:15) and 5001 (:45).
+    assert out["step"][0] == 5001
+    assert out["event"][0] == "onset"
+
+
+@pytest.mark.parametrize("heights", [(0.9, 0.9), (1.0, 0.8)])
+def test_two_nights_get_the_two_top_candidates(heights):
+    # Without suppression the first bump's neighbour (6 steps on) would outrank a lower
+    # second bump: the greedy claim leaves it little mass.
+    second = 5000 + STEPS_PER_DAY + 100
+    scores = trace({"onset": [(5000, heights[0]), (second, heights[1])]})
+    out = mass(scores, score_th=1e-3).sort("score", descending=True)
+    top = out["step"].to_list()[:2]
+    assert abs(top[0] - 5000) <= 3 and abs(top[1] - second) <= 3
+    assert out["score"][2] < 0.2 * out["score"][1]
+    unsuppressed = candidate_mass(scores[:, 0], np.array([5001 + 6, top[1]]))
+    if heights[1] < heights[0]:
+        assert unsuppressed[0] > unsuppressed[1]  # the claim is what puts night 2 second
+
+
+def test_mass_picks_per_day_are_capped():
+    rng = np.random.default_rng(3)
+    scores = rng.random((N, 2))
+    out = mass(scores, mass_max_per_day=4, day_start=[0, 6000])
+    day = (out["step"].to_numpy() - np.where(out["event"].to_numpy() == "onset", 0, 6000)) // (
+        STEPS_PER_DAY
+    )
+    counts = pl.DataFrame({"event": out["event"], "day": day}).group_by("event", "day").len()
+    assert counts["len"].max() == 4
+    assert counts.filter(pl.col("event") == "onset").height == 3  # days 0, 1, 2
+    assert counts.filter(pl.col("event") == "wakeup").height == 4  # days -1, 0, 1, 2
+
+
+def test_mass_stops_below_score_th_and_other_options_still_apply():
+    scores = trace({"onset": [(5000, 0.9), (5000 + STEPS_PER_DAY, 0.3)]})
+    top = mass(scores, mass_max_per_day=1).sort("step")
+    assert top.height == 2
+    low = top["score"][1]
+    assert mass(scores, mass_max_per_day=1, score_th=low * 1.01).height == 1
+    normed = mass(scores, mass_max_per_day=1, day_norm="max")
+    assert normed["score"].to_list() == [1.0, 1.0]
+    mask = np.zeros(N, bool)
+    mask[STEPS_PER_DAY:] = True
+    assert mass(scores, mass_max_per_day=1, suppress_mask=mask).height == 1
+
+
 # ---------------------------------------------------------------- config
 
 
 def test_default_config_is_the_reference_peak_finding():
     scores = trace({"onset": [(1000, 0.9)], "wakeup": [(7003, 0.4)]})
-    kwargs = detect_kwargs(PostprocessConfig(), "2018-08-14T15:30:05-0400")
-    assert detect_events(scores, "s", **kwargs).equals(detect_events(scores, "s"))
+    found = series_candidates(scores, "s", "2018-08-14T15:30:05-0400", PostprocessConfig())
+    assert found.equals(detect_events(scores, "s"))
 
 
 def test_config_options_reach_detect_events():
@@ -254,19 +437,45 @@ def test_config_options_reach_detect_events():
             "postprocess.day_start_hour=18",
         ],
     ).postprocess
-    kwargs = detect_kwargs(cfg, "2018-08-14T15:30:05-0400")
-    assert kwargs["minute_phase"] == 11
-    assert kwargs["peak_offsets"] == [-12, 12]
-    assert kwargs["day_norm"] == "max"
-    assert kwargs["day_start"] == (2.5 * 3600 - 5) / 5
-    out = detect_events(trace({"onset": [(1000, 0.9)]}, width=3.0), "s", **kwargs)
-    assert out.height == 3 and out["score"].max() == 1.0
+    scores = trace({"onset": [(1000, 0.9), (4000, 0.5)]}, width=3.0)
+    out = series_candidates(scores, "s", "2018-08-14T15:30:05-0400", cfg)
+    # 15:30:05 -> whole minutes at steps 11 + 12k; 18:00:00 is step (2.5 * 3600 - 5) / 5.
+    expected = detect_events(
+        scores, "s", minute_phase=11, peak_offsets=[-12, 12], day_norm="max", day_start=1799
+    )
+    assert out.equals(expected)
+    assert out.height == 6 and out["score"].max() == 1.0
     assert set((out["step"].to_numpy() - 11 - 3) % 12) <= {0, 6}  # 3 steps off the grid
+    # 1000 and 4000 fall on either side of 18:00, each the best of its window.
+    assert out.filter(pl.col("step").is_in([998, 3998]))["score"].to_list() == [1.0, 1.0]
+
+
+def test_mass_by_config_ignores_the_peak_options():
+    rng = np.random.default_rng(4)
+    scores = rng.random((20000, 2)) ** 8
+    first = "2018-08-14T15:30:05-0400"
+    plain = PostprocessConfig(method="mass", mass_max_per_day=5)
+    with_peak_options = dataclasses.replace(
+        plain, minute_snap=True, peak_offsets=[-36, 36], distance=500, offset_decay=0.9
+    )
+    out = series_candidates(scores, "s", first, plain)
+    assert out.equals(series_candidates(scores, "s", first, with_peak_options))
+    start = day_start_of(first)
+    assert out.equals(
+        mass(scores, minute_phase=11, mass_max_per_day=5, score_th=0.005, day_start=start)
+    )
+
+
+def test_a_config_field_that_reaches_no_argument_fails():
+    @dataclasses.dataclass
+    class WithNewOption(PostprocessConfig):
+        smoothing_steps: int = 5
+
+    with pytest.raises(TypeError, match="smoothing_steps"):
+        series_candidates(np.zeros((100, 2)), "s", "2018-08-14T15:30:05", WithNewOption())
 
 
 def test_series_candidates_follow_the_config():
-    from sleepdetect.postprocess import series_candidates
-
     scores = np.zeros((3000, 2))
     scores[1000, 0] = scores[2000, 1] = 0.9
     first = "2018-08-14T15:30:00-0400"

@@ -2,21 +2,30 @@
 
 The reference behaviour is peak finding: every local maximum of each event's score trace that is
 at least `score_th` high and at least `distance` steps from a higher one becomes a candidate,
-scored by its height. The options below moved the winning solutions' scores; each is off by
-default and switched on by its argument (or its field of `config.PostprocessConfig`):
+scored by its height. The alternative (`method="mass"`) scores a candidate on every minute by
+the score mass it could earn under the metric and picks them greedily. The options below moved
+the winning solutions' scores; each is off by default and switched on by its argument (or its
+field of `config.PostprocessConfig`):
 
 (a) minute grid: labels sit on whole minutes; placing candidates a few steps off that grid
     covers one more labelled minute at most tolerances (`minute_phase`, `minute_shift`);
 (b) several candidates per peak, with decaying scores (`peak_offsets`, `offset_decay`);
-(c) per-day score normalisation, so scores rank well across nights and series (`day_norm`);
-(d) suppression inside repeated, not-worn days (`suppress_mask`, `suppress_factor`).
+(c) per-day score normalisation, so scores rank well across nights and series (`day_norm`,
+    with its own day windows per event type);
+(d) suppression inside repeated, not-worn days (`suppress_mask`, `suppress_factor`);
+(e) series edges: candidates near the series' end fade out (`edge_decay_steps`), wakeups at its
+    start are down-weighted (`start_wakeup_steps`, `start_wakeup_factor`).
 
-Order of work: peaks -> (b) -> (a) -> one candidate per (event, step) -> (c) -> (d).
+Order of work: (peaks -> (b) -> (a)) or mass -> one candidate per (event, step) -> (c) -> (d)
+-> (e). `series_candidates` is the one place that reads a `PostprocessConfig`: a new option is
+a field named after its `detect_events` argument (or derived there) plus its code.
 Nothing here imports lightning, papermill or kaggle: the Kaggle kernel runs it as is.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import re
 from collections.abc import Sequence
@@ -26,11 +35,17 @@ import numpy as np
 import polars as pl
 from scipy.signal import find_peaks
 
+from sleepdetect.metric import TOLERANCES
+
 STEP_SECONDS = 5
 STEPS_PER_MINUTE = 60 // STEP_SECONDS  # 12
-STEPS_PER_DAY = 24 * 60 * STEPS_PER_MINUTE  # 17280
+STEPS_PER_HOUR = 3600 // STEP_SECONDS  # 720
+STEPS_PER_DAY = 24 * STEPS_PER_HOUR  # 17280
 EVENTS: tuple[str, ...] = ("onset", "wakeup")
 DAY_NORMS = ("none", "max", "sum")
+METHODS = ("peaks", "mass")
+# PostprocessConfig fields that only peak finding reads (method: mass ignores them)
+PEAK_OPTIONS = ("distance", "minute_snap", "peak_offsets", "offset_decay")
 
 SCHEMA = {"series_id": pl.String, "step": pl.Int64, "event": pl.String, "score": pl.Float64}
 
@@ -39,32 +54,56 @@ def detect_events(
     scores: np.ndarray,
     series_id: str,
     *,
+    method: str = "peaks",
     score_th: float = 0.005,
     distance: int = 40,
+    mass_max_per_day: int = 20,
+    tolerances: Sequence[int] = TOLERANCES,
     minute_phase: int | None = None,
     minute_shift: int = 3,
     peak_offsets: Sequence[int] = (),
     offset_decay: float = 0.5,
     day_norm: str = "none",
-    day_start: int = 0,
+    day_start: int | Sequence[int] = 0,
     steps_per_day: int = STEPS_PER_DAY,
     suppress_mask: np.ndarray | None = None,
     suppress_factor: float = 0.0,
+    edge_decay_steps: int = 0,
+    start_wakeup_steps: int = 0,
+    start_wakeup_factor: float = 1.0,
     events: Sequence[str] = EVENTS,
 ) -> pl.DataFrame:
     """Event candidates of one series from its per-step scores.
 
     scores: (steps, len(events)) array, row i = step i, one column per event type (onset,
         wakeup); NaN counts as 0 (no evidence).
-    score_th, distance: peak finding (scipy.signal.find_peaks `height` and `distance`, steps).
-    minute_phase: (a) off when None; else the step offset of whole-minute steps (steps s with
-        (s - minute_phase) % 12 == 0 have seconds 00; see `minute_phase_of`). Labels only ever
-        sit on those steps, and a detection matches a label at distance strictly below the
+    method: "peaks" (the reference) or "mass".
+    score_th, distance: peaks: scipy.signal.find_peaks `height` and `distance` (steps).
+    mass_max_per_day, tolerances, score_th: mass. Candidates sit on every minute, `minute_shift`
+        steps either side of each whole-minute step (default 3: seconds :15 and :45), never on
+        the label grid (see (a)); `minute_phase` is required. A candidate's score is the score
+        mass it could earn: the sum over `tolerances` T (the metric's) of the per-step scores at
+        distance < T from it (`candidate_mass`). Picks are greedy: the highest-scored candidate
+        is taken with that score, then, for each T, the per-step scores within T of it are set
+        to 0 (that mass is claimed: the metric gives a label within T to the highest-scored
+        detection, so a second candidate there earns nothing at T) and the scores of the
+        candidates whose windows overlap are lowered by exactly what they lose. So the second
+        pick is the next night, or a neighbour that reaches mass the first did not, at a
+        tolerance where it did not; never the first pick's twin. It stops when the best score
+        left is below `score_th`; a day window (see (c)) holds at most `mass_max_per_day`
+        picks. A peak's height says how sure the model is of one step; its mass says how many
+        labels a candidate there is likely to match, which is what AP counts, and a broad or
+        double-humped night gets candidates where the mass is rather than on one spike.
+        Peak options (`distance`, `peak_offsets`, `offset_decay`) do not apply: `peak_offsets`
+        raises, `distance` is not used.
+    minute_phase: (a) off when None (peaks); else the step offset of whole-minute steps (steps
+        s with (s - minute_phase) % 12 == 0 have seconds 00; see `minute_phase_of`). Labels only
+        ever sit on those steps, and a detection matches a label at distance strictly below the
         tolerance. A candidate on a grid step covers 2T/12 - 1 labelled minutes at a tolerance T
         that is a multiple of 12 (12, 36, 60, 120, ...); one moved off the grid by 1-5 steps
         covers 2T/12, and at 90 and 150 loses none (a half minute, 6, would lose one there).
-        So each candidate is snapped to its nearest whole minute, then moved `minute_shift`
-        steps off it towards the peak's side (a peak exactly on the grid moves later).
+        So each peak is snapped to its nearest whole minute, then moved `minute_shift` steps
+        off it towards the peak's side (a peak exactly on the grid moves later).
     peak_offsets, offset_decay: (b) for each peak, extra candidates at peak + offset (steps),
         scored peak score x offset_decay ** (|offset| / 12). Where the peak misses its label
         by more than a small tolerance, a neighbour can still hit it; being scored lower than
@@ -72,14 +111,23 @@ def detect_events(
         (the greedy matching gives the label to the peak first when both reach it).
     day_norm, day_start, steps_per_day: (c) "max" divides each candidate's score by the
         highest score of its event type in its day window, "sum" by their sum; windows start
-        at `day_start` (e.g. local noon, see `day_start_of`) every `steps_per_day` steps, so a
-        window holds one night. AP ranks candidates of all series together, while a model is
-        confident on some nights and timid on others: after normalisation every night's best
-        candidate ranks near the top ("sum" reads as the candidate's share of that night).
+        at `day_start` (e.g. local noon, see `day_start_of`; one step, or one per event type,
+        as the winners cut onset and wakeup days at different hours) every `steps_per_day`
+        steps, so a window holds one night. AP ranks candidates of all series together, while
+        a model is confident on some nights and timid on others: after normalisation every
+        night's best candidate ranks near the top ("sum" reads as the candidate's share of
+        that night).
     suppress_mask, suppress_factor: (d) a bool per step, True inside repeated (not worn) days;
         candidates there get score x suppress_factor (0: removed). Repeated days carry no
         labels, so whatever is found there is a false positive, and per-day normalisation
         would otherwise lift it to the top. Applied after (c) for that reason.
+    edge_decay_steps: (e) candidates within this many steps of the last step get score x
+        (steps - step) / edge_decay_steps, a linear ramp down to 1 / edge_decay_steps at the
+        last step (0: off). A series often ends part way through a night or in unworn hours,
+        and a night cut off by the end has no labels. After (c) and (d), as (d).
+    start_wakeup_steps, start_wakeup_factor: (e) wakeup candidates before this step get score
+        x start_wakeup_factor (1: off). A wakeup that early ends a night whose onset came before
+        the recording started, and such nights have no labels.
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[1] != len(events):
@@ -88,29 +136,62 @@ def detect_events(
             f"got {scores.shape}"
         )
     n_steps = scores.shape[0]
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     if distance < 1:
         raise ValueError(f"distance must be at least 1 step, got {distance}")
     if day_norm not in DAY_NORMS:
         raise ValueError(f"day_norm must be one of {list(DAY_NORMS)}, got {day_norm!r}")
     if minute_phase is not None and not 0 <= minute_shift < STEPS_PER_MINUTE:
         raise ValueError(f"minute_shift must be 0..11 steps (best: 1-5), got {minute_shift}")
+    if method == "mass":
+        if minute_phase is None:
+            raise ValueError("method 'mass' needs minute_phase (see minute_phase_of)")
+        if len(peak_offsets):
+            raise ValueError("peak_offsets are a peaks option; method 'mass' takes none")
+        if mass_max_per_day < 1:
+            raise ValueError(f"mass_max_per_day must be at least 1, got {mass_max_per_day}")
     if suppress_mask is not None and np.shape(suppress_mask) != (n_steps,):
         raise ValueError(
             f"suppress_mask must hold one bool per step ({n_steps}), got {np.shape(suppress_mask)}"
+        )
+    if edge_decay_steps < 0 or start_wakeup_steps < 0:
+        raise ValueError(
+            f"edge_decay_steps and start_wakeup_steps must be >= 0, got {edge_decay_steps} "
+            f"and {start_wakeup_steps}"
+        )
+    starts = np.atleast_1d(np.asarray(day_start, dtype=np.int64))
+    if starts.shape == (1,):
+        starts = np.repeat(starts, len(events))
+    if starts.shape != (len(events),):
+        raise ValueError(
+            f"day_start must be one step or one per event type {list(events)}, got {day_start}"
         )
     scores = np.nan_to_num(scores, nan=0.0)
 
     steps_l, score_l, event_l = [], [], []
     for e in range(len(events)):
-        peaks, props = find_peaks(scores[:, e], height=score_th, distance=distance)
-        step, score = peaks.astype(np.int64), props["peak_heights"]
-        if len(peak_offsets):
-            off = np.asarray(peak_offsets, dtype=np.int64)
-            decay = offset_decay ** (np.abs(off) / STEPS_PER_MINUTE)
-            step = np.concatenate([step, (step[:, None] + off[None, :]).ravel()])
-            score = np.concatenate([score, (score[:, None] * decay[None, :]).ravel()])
-        if minute_phase is not None:
-            step = _off_grid(step, minute_phase, minute_shift)
+        if method == "mass":
+            step, score = _mass_picks(
+                scores[:, e],
+                minute_phase,
+                minute_shift,
+                score_th,
+                mass_max_per_day,
+                int(starts[e]),
+                steps_per_day,
+                tolerances,
+            )
+        else:
+            step, score = _peak_candidates(
+                scores[:, e],
+                score_th,
+                distance,
+                minute_phase,
+                minute_shift,
+                peak_offsets,
+                offset_decay,
+            )
         keep = (step >= 0) & (step < n_steps)
         step, score = _best_per_step(step[keep], score[keep])
         steps_l.append(step)
@@ -119,10 +200,15 @@ def detect_events(
     step, score, event = (np.concatenate(x) for x in (steps_l, score_l, event_l))
 
     if day_norm != "none":
-        score = _normalise_by_day(step, score, event, day_norm, day_start, steps_per_day)
+        score = _normalise_by_day(step, score, starts[event], day_norm, steps_per_day, event)
     if suppress_mask is not None:
         inside = np.asarray(suppress_mask, dtype=bool)[step]
         score = np.where(inside, score * suppress_factor, score)
+    if edge_decay_steps > 0:
+        score = score * np.clip((n_steps - step) / edge_decay_steps, 0.0, 1.0)
+    if start_wakeup_steps > 0 and "wakeup" in events:
+        early = (event == list(events).index("wakeup")) & (step < start_wakeup_steps)
+        score = np.where(early, score * start_wakeup_factor, score)
     keep = score > 0
     order = np.lexsort((event[keep], step[keep]))
     names = np.asarray(events, dtype=object)
@@ -135,6 +221,106 @@ def detect_events(
         },
         schema=SCHEMA,
     )
+
+
+def _peak_candidates(
+    trace: np.ndarray,
+    score_th: float,
+    distance: int,
+    minute_phase: int | None,
+    minute_shift: int,
+    peak_offsets: Sequence[int],
+    offset_decay: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks of one event's trace, then (b) and (a) (steps may fall outside the series)."""
+    peaks, props = find_peaks(trace, height=score_th, distance=distance)
+    step, score = peaks.astype(np.int64), props["peak_heights"]
+    if len(peak_offsets):
+        off = np.asarray(peak_offsets, dtype=np.int64)
+        decay = offset_decay ** (np.abs(off) / STEPS_PER_MINUTE)
+        step = np.concatenate([step, (step[:, None] + off[None, :]).ravel()])
+        score = np.concatenate([score, (score[:, None] * decay[None, :]).ravel()])
+    if minute_phase is not None:
+        step = _off_grid(step, minute_phase, minute_shift)
+    return step, score
+
+
+def mass_grid(n_steps: int, minute_phase: int, minute_shift: int = 3) -> np.ndarray:
+    """The steps `minute_shift` before and after every whole minute of a series (sorted):
+    the mass method's candidates, never on the label grid when the shift is 1-11."""
+    offsets = np.unique(
+        np.mod([minute_phase - minute_shift, minute_phase + minute_shift], STEPS_PER_MINUTE)
+    )
+    grid = (np.arange(0, n_steps, STEPS_PER_MINUTE)[:, None] + offsets[None, :]).ravel()
+    return np.sort(grid[grid < n_steps])
+
+
+def candidate_mass(
+    trace: np.ndarray, steps: np.ndarray, tolerances: Sequence[int] = TOLERANCES
+) -> np.ndarray:
+    """For each candidate step, the sum over tolerances T of `trace` summed over the steps at
+    distance < T from it (inside the series): the score mass it could match. One cumulative sum,
+    so O(len(steps) x len(tolerances))."""
+    trace = np.asarray(trace, dtype=np.float64)
+    n = trace.size
+    cum = np.concatenate(([0.0], np.cumsum(trace)))
+    tol = np.asarray(tolerances, dtype=np.int64)[None, :]
+    at = np.asarray(steps, dtype=np.int64)[:, None]
+    hi = np.clip(at + tol, 0, n)
+    lo = np.clip(at - tol + 1, 0, n)
+    return (cum[hi] - cum[lo]).sum(axis=1)
+
+
+def _mass_picks(
+    trace: np.ndarray,
+    minute_phase: int,
+    minute_shift: int,
+    score_th: float,
+    max_per_day: int,
+    day_start: int,
+    steps_per_day: int,
+    tolerances: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy mass picks of one event's trace (see `detect_events`), each with its score at
+    the time it was picked. One (tolerances, steps) copy of the trace holds the mass left at
+    each tolerance; a pick touches only the steps and candidates within 2T of it."""
+    trace = np.clip(np.asarray(trace, dtype=np.float64), 0.0, None)
+    n = trace.size
+    cand = mass_grid(n, minute_phase, minute_shift)
+    gain = candidate_mass(trace, cand, tolerances)
+    keep = (gain >= score_th) & (gain > 0)  # gains only fall: the others are never picked
+    cand, gain = cand[keep], gain[keep]
+    if cand.size == 0:
+        return cand, gain
+    _, day = np.unique(np.floor_divide(cand - day_start, steps_per_day), return_inverse=True)
+    day = day.ravel()
+    left = np.full(day.max() + 1, max_per_day)
+    residual = np.repeat(trace[None, :], len(tolerances), axis=0)
+    picks, picked = [], []
+    for _ in range(int(left.sum())):
+        j = int(np.argmax(gain))
+        best = gain[j]
+        if not (best >= score_th and best > 0):  # also -inf: every day full
+            break
+        c = int(cand[j])
+        picks.append(c)
+        picked.append(best)
+        gain[j] = -np.inf
+        left[day[j]] -= 1
+        if left[day[j]] == 0:
+            gain[day == day[j]] = -np.inf
+        for k, t in enumerate(tolerances):
+            lo, hi = max(c - t + 1, 0), min(c + t, n)
+            claimed = np.concatenate(([0.0], np.cumsum(residual[k, lo:hi])))
+            residual[k, lo:hi] = 0.0
+            # candidates c' whose window [c' - t + 1, c' + t) overlaps [lo, hi): each loses the
+            # mass claimed in the overlap
+            a, b = np.searchsorted(cand, (lo - t + 1, hi + t - 1))
+            near = cand[a:b]
+            end = np.minimum(near + t, hi) - lo
+            begin = np.maximum(near - t + 1, lo) - lo
+            gain[a:b] -= claimed[end] - claimed[begin]
+    return np.asarray(picks, dtype=np.int64), np.asarray(picked, dtype=np.float64)
 
 
 def _off_grid(step: np.ndarray, phase: int, shift: int) -> np.ndarray:
@@ -159,12 +345,13 @@ def _best_per_step(step: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.
 def _normalise_by_day(
     step: np.ndarray,
     score: np.ndarray,
-    event: np.ndarray,
+    day_start: np.ndarray,
     how: str,
-    day_start: int,
     steps_per_day: int,
+    event: np.ndarray,
 ) -> np.ndarray:
-    """Each score divided by the max (or sum) of its event type's scores in its day window."""
+    """Each score divided by the max (or sum) of its event type's scores in its day window
+    (`day_start`: each candidate's, from its event type)."""
     if step.size == 0:
         return score
     day = np.floor_divide(step - day_start, steps_per_day)  # -1 before the first boundary
@@ -212,20 +399,19 @@ def day_start_of(first_timestamp: str, hour: int = 12, steps_per_day: int = STEP
     return int(math.ceil(hour * 3600 / STEP_SECONDS - since_midnight)) % steps_per_day
 
 
-def detect_kwargs(cfg: Any, first_timestamp: str) -> dict[str, Any]:
-    """`detect_events` arguments from a `config.PostprocessConfig` for one series (all but
-    `suppress_mask`, which the caller passes when `cfg.suppress_repeated` is on)."""
-    return {
-        "score_th": cfg.score_th,
-        "distance": cfg.distance,
-        "minute_phase": minute_phase_of(first_timestamp) if cfg.minute_snap else None,
-        "minute_shift": cfg.minute_shift,
-        "peak_offsets": list(cfg.peak_offsets),
-        "offset_decay": cfg.offset_decay,
-        "day_norm": cfg.day_norm,
-        "day_start": day_start_of(first_timestamp, cfg.day_start_hour),
-        "suppress_factor": cfg.suppress_factor,
+_DETECT_ARGS = frozenset(inspect.signature(detect_events).parameters) - {"scores", "series_id"}
+# PostprocessConfig fields series_candidates turns into other detect_events arguments; every
+# other field must be named after the argument it is passed as
+_DERIVED_FIELDS = frozenset(
+    {
+        "minute_snap",
+        "day_start_hour",
+        "day_start_hour_wakeup",
+        "suppress_repeated",
+        "edge_decay_hours",
+        "start_wakeup_hours",
     }
+)
 
 
 def series_candidates(
@@ -236,8 +422,31 @@ def series_candidates(
     day_repeat: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """`detect_events` as a `config.PostprocessConfig` asks, for one series; `day_repeat` is
-    that feature's column, needed only when `cfg.suppress_repeated` is on."""
-    kwargs = detect_kwargs(cfg, first_timestamp)
+    that feature's column, needed only when `cfg.suppress_repeated` is on. The one reader of
+    the config: fields named after a `detect_events` argument pass as they are, the few in
+    `_DERIVED_FIELDS` are worked out here from the series' first timestamp, and any other
+    field fails loudly rather than being ignored. Under `method: mass` the peak options
+    (`distance`, `minute_snap`, `peak_offsets`, `offset_decay`) are ignored: mass candidates
+    are always on the minutes `minute_shift` off the label grid."""
+    names = [f.name for f in dataclasses.fields(cfg)]
+    unwired = [n for n in names if n not in _DETECT_ARGS and n not in _DERIVED_FIELDS]
+    if unwired:
+        raise TypeError(
+            f"postprocess field(s) {unwired} reach no detect_events argument: name a field "
+            "after its argument, or derive it in postprocess.series_candidates"
+        )
+    kwargs: dict[str, Any] = {n: getattr(cfg, n) for n in names if n in _DETECT_ARGS}
+    mass = cfg.method == "mass"
+    if mass:
+        kwargs["peak_offsets"] = ()
+    kwargs["minute_phase"] = minute_phase_of(first_timestamp) if cfg.minute_snap or mass else None
+    wakeup_hour = cfg.day_start_hour_wakeup
+    kwargs["day_start"] = [
+        day_start_of(first_timestamp, cfg.day_start_hour),
+        day_start_of(first_timestamp, cfg.day_start_hour if wakeup_hour is None else wakeup_hour),
+    ]
+    kwargs["edge_decay_steps"] = round(cfg.edge_decay_hours * STEPS_PER_HOUR)
+    kwargs["start_wakeup_steps"] = round(cfg.start_wakeup_hours * STEPS_PER_HOUR)
     if cfg.suppress_repeated:
         if day_repeat is None:
             raise ValueError(
