@@ -423,3 +423,36 @@ def test_header_only_submission_scores_zero(tmp_path, csvs, capsys):
     path = write(tmp_path, "sub.csv", "row_id,series_id,step,event,score\n")
     assert score_command(csvs[0], path) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "0.000000"
+
+
+def test_pooled_series_score_like_the_metric_on_copies():
+    """MatchedDetections.table(counts) equals the metric on a solution in which each series
+    appears counts times (under new names), as a bootstrap over series needs."""
+    from sleepdetect.metric import match_detections
+
+    rng = np.random.default_rng(4)
+    sol = pl.DataFrame(
+        {
+            "series_id": ["a", "a", "b", "b", "c", "c"],
+            "event": ["onset", "wakeup"] * 3,
+            "step": [100, 900, 300, 1200, 50, 700],
+        }
+    )
+    sub = pl.DataFrame(
+        {
+            "series_id": rng.choice(["a", "b", "c"], 60).tolist(),
+            "step": rng.integers(0, 1400, 60),
+            "event": rng.choice(["onset", "wakeup"], 60).tolist(),
+            "score": rng.random(60),
+        }
+    )
+    matched = match_detections(sol, sub)
+    assert matched.table()[1] == pytest.approx(event_detection_ap(sol, sub), abs=1e-12)
+    counts = np.array([2, 0, 1])  # a twice, b left out, c once
+    copies = [("a", 0), ("a", 1), ("c", 0)]
+    rename = lambda f: pl.concat(  # noqa: E731
+        f.filter(pl.col("series_id") == s).with_columns(series_id=pl.lit(f"{s}{i}"))
+        for s, i in copies
+    )
+    expected = event_detection_ap(rename(sol), rename(sub))
+    assert matched.table(counts)[1] == pytest.approx(expected, abs=1e-12)

@@ -70,23 +70,70 @@ def event_detection_ap_table(
     """(table, score): the AP of every (event, tolerance) as a polars frame with columns event,
     tolerance, ap (events sorted by name, tolerances in the given order), and the score they
     average to."""
-    gt, det, events, tol_map = _prepare(solution, submission, tolerances)
-    n_gt = np.bincount(gt.event, minlength=len(events))
+    return match_detections(solution, submission, tolerances).table()
+
+
+@dataclass
+class MatchedDetections:
+    """The expensive half of the metric done once: every detection with its true-positive flag
+    at each (event, tolerance). Matching is per series, so the AP of any pool of series
+    (repeats allowed, as in a bootstrap) follows from these flags with a few sorts: `table`.
+    Series are the solution's, sorted by name (`series`)."""
+
+    events: list[str]
+    tolerances: dict[str, list[float]]
+    series: list[str]
+    det_series: np.ndarray  # (n,) index into `series`
+    det_event: np.ndarray  # (n,) index into `events`
+    det_score: np.ndarray  # (n,)
+    tp: dict[tuple[int, int], np.ndarray]  # (event, tolerance slot) -> (n,) bool
+    n_gt: np.ndarray  # (len(series), len(events)) ground-truth events
+
+    def table(self, counts: np.ndarray | None = None) -> tuple[pl.DataFrame, float]:
+        """(table, score) over the series pooled `counts` times each (None: once each). Event
+        types without ground truth in the pool are left out, as the metric does."""
+        counts = np.ones(len(self.series), np.int64) if counts is None else np.asarray(counts)
+        n_gt = counts @ self.n_gt
+        weight = counts[self.det_series]
+        rows: list[tuple[str, float, float]] = []
+        per_event: list[float] = []
+        for e, name in enumerate(self.events):
+            if n_gt[e] == 0:
+                continue
+            mask = (self.det_event == e) & (weight > 0)
+            idx = np.repeat(np.flatnonzero(mask), weight[mask])
+            score = self.det_score[idx]
+            ordered = np.sort(score)
+            aps = [
+                _average_precision(score[self.tp[(e, r)][idx]], ordered, int(n_gt[e]))
+                for r in range(len(self.tolerances[name]))
+            ]
+            rows += [(name, t, a) for t, a in zip(self.tolerances[name], aps, strict=True)]
+            per_event.append(float(np.mean(aps)))
+        table = pl.DataFrame(
+            rows,
+            schema={"event": pl.String, "tolerance": pl.Float64, "ap": pl.Float64},
+            orient="row",
+        )
+        return table, float(np.mean(per_event)) if per_event else float("nan")
+
+
+def match_detections(
+    solution: Any, submission: Any, tolerances: Tolerances = None
+) -> MatchedDetections:
+    """Match `submission` against `solution` once (see `MatchedDetections`)."""
+    gt, det, events, series, tol_map = _prepare(solution, submission, tolerances)
     matched = _match_all(gt, det, events, tol_map)
-    rows: list[tuple[str, float, float]] = []
-    per_event: list[float] = []
-    for e, name in enumerate(events):
-        scores = np.sort(det.score[det.event == e])
-        aps = [
-            _average_precision(det.score[matched[(e, r)]], scores, int(n_gt[e]))
-            for r in range(len(tol_map[name]))
-        ]
-        rows += [(name, t, a) for t, a in zip(tol_map[name], aps, strict=True)]
-        per_event.append(float(np.mean(aps)))
-    table = pl.DataFrame(
-        rows, schema={"event": pl.String, "tolerance": pl.Float64, "ap": pl.Float64}, orient="row"
+    tp = {}
+    for key, hit in matched.items():
+        flags = np.zeros(det.score.size, bool)
+        flags[hit] = True
+        tp[key] = flags
+    n_gt = np.zeros((len(series), len(events)), np.int64)
+    np.add.at(n_gt, (gt.series, gt.event), 1)
+    return MatchedDetections(
+        events, tol_map, [str(x) for x in series], det.series, det.event, det.score, tp, n_gt
     )
-    return table, float(np.mean(per_event))
 
 
 # ---------------------------------------------------------------- preparing the inputs
@@ -138,7 +185,9 @@ def _tolerance_map(tolerances: Tolerances, events: Sequence[str]) -> dict[str, l
 
 def _prepare(
     solution: Any, submission: Any, tolerances: Tolerances
-) -> tuple[_Events, _Events, list[str], dict[str, list[float]]]:
+) -> tuple[_Events, _Events, list[str], list[str], dict[str, list[float]]]:
+    """(ground truth, detections, event names, series names, tolerances); the events' and
+    series' indices refer to the two sorted name lists."""
     sol = _to_polars(solution, "solution")
     sub = _to_polars(submission, "submission")
     _require(sol, ["series_id", "event", "step"], "solution")
@@ -198,7 +247,7 @@ def _prepare(
                 f"the {what} has step {steps[fractional][0]}, not a whole number: steps count "
                 "5-second samples from 0; round them"
             )
-    return gt, det, events, tol_map
+    return gt, det, events, series, tol_map
 
 
 # ---------------------------------------------------------------- matching
