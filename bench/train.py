@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import Manifest, prepare
+from sleepdetect.data.windows import SeriesLabels, WindowDataset, WindowSampler, split_segments
 from sleepdetect.models import build_model
-from sleepdetect.training import SeriesLabels, WindowDataset, WindowSampler, split_segments
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -14,15 +14,17 @@
 # ---
 
 # %% [markdown]
-# # 02 train: windows + targets -> model -> a bundle
+# # 02 train: windows + targets -> model -> bundles -> out-of-fold score -> tuned post-processing
 #
 # **Requires** the train folder of 01_prepare: `<output.dir>/<exp_name>/prepared/train/`.
 #
-# **Outputs** `<output.dir>/<exp_name>/fold<k>/`: `model.pt` (plain state_dict) and `config.yaml`
-# (the bundle 03_infer loads without Lightning), `metrics.csv` (AP per event x tolerance of the
-# best epoch), `oof.parquet` (out-of-fold scores per step), `log/metrics.csv`, `curves.png`,
-# `nights.png`, and `checkpoints/` (a killed run started again resumes from `last.ckpt`).
-# The best epoch is chosen by the validation score (the competition metric), not by the loss.
+# **Outputs** for each fold k of `split.fold` (null: every fold) `<output.dir>/<exp_name>/fold<k>/`:
+# `model.pt` (plain state_dict) and `config.yaml` (the bundle 03_infer loads without Lightning),
+# `metrics.csv` (AP per event x tolerance on the fold's validation data), `oof.parquet`
+# (out-of-fold scores per step), `log/metrics.csv`, `curves.png`, `nights.png`, and
+# `checkpoints/` (a killed run started again resumes from `last.ckpt`). Then, over all folds,
+# `oof.parquet` and `oof_metrics.csv` (the out-of-fold score), and with `tune.enabled` the
+# post-processing chosen with nested folds (`tune/`, see `python -m sleepdetect tune --help`).
 
 # %% tags=["parameters"]
 params_file = "params/demo.yaml"
@@ -34,20 +36,27 @@ from IPython.display import Image
 
 from sleepdetect.config import load_config
 from sleepdetect.paths import enter_project_root
-from sleepdetect.training import train
+from sleepdetect.training import train_folds
+from sleepdetect.tune import tune
 
 enter_project_root()
 cfg = load_config(params_file, overrides)
 cfg.model
 
 # %%
-fold_dir = train(cfg)
-
-# %%
-pl.read_csv(fold_dir / "metrics.csv")
+oof = train_folds(cfg)
+fold_dir = sorted(cfg.exp_dir.glob("fold*"))[0]
+pl.read_csv(cfg.exp_dir / "oof_metrics.csv")
 
 # %%
 Image(filename=fold_dir / "curves.png")
 
 # %%
 Image(filename=fold_dir / "nights.png")
+
+# %% [markdown]
+# Post-processing chosen on out-of-fold predictions with nested folds (`tune.enabled`).
+
+# %%
+if cfg.tune.enabled:
+    tune(cfg)

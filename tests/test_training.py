@@ -11,13 +11,8 @@ import torch
 
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import Manifest, prepare
-from sleepdetect.training import (
-    SeriesLabels,
-    WindowDataset,
-    WindowSampler,
-    split_segments,
-    train,
-)
+from sleepdetect.data.windows import SeriesLabels, WindowDataset, WindowSampler, split_segments
+from sleepdetect.training import train
 
 TINY = [
     "model.name=DayGRU",
@@ -104,13 +99,14 @@ def test_sampler_statistics_and_determinism(prepared):
     ids = [s.series_id for s in m.series]
     sampler = WindowSampler(train, index, labels, 2880, 2000, 0.5, seed=3)
     draws = sampler.draw(0)
-    assert draws.shape == (2000, 2)
+    assert draws.shape == (2000, 3)
     np.testing.assert_array_equal(draws, sampler.draw(0))  # (seed, epoch) fixes the draw
     assert not np.array_equal(draws, sampler.draw(1))
     allowed = {index[s.series_id] for s in train}
     assert set(draws[:, 0]) <= allowed
     with_event = 0
-    for series, start in draws:
+    for series, start, stop in draws:
+        assert stop == min(start + 2880, m.lengths[ids[series]])
         n = m.lengths[ids[series]]
         assert 0 <= start and (start + 2880 <= n or start == 0)
         lab = labels[ids[series]]
@@ -260,3 +256,26 @@ def test_mixup_and_cutmix_mix_inputs_and_labels_alike():
     changed_steps = (cut_x[:, 0, :] != x[:, 0, :]).any(0)
     torch.testing.assert_close(changed_steps, changed_frames.repeat_interleave(stride))
     assert changed_frames.any()
+
+
+def test_reverse_plays_windows_backwards_with_events_swapped():
+    from sleepdetect.training import _reverse
+
+    x = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 8)  # (batch, features, steps)
+    labels = torch.rand(2, 4, 3)  # (batch, frames, [sleep, onset, wakeup])
+    out_x, out_y = _reverse(x, labels, prob=1.0)
+    torch.testing.assert_close(out_x, x.flip(-1))
+    torch.testing.assert_close(out_y[..., 0], labels[..., 0].flip(1))
+    torch.testing.assert_close(out_y[..., 1], labels[..., 2].flip(1))  # onsets were wakeups
+    torch.testing.assert_close(out_y[..., 2], labels[..., 1].flip(1))
+    same_x, same_y = _reverse(x, labels, prob=0.0)
+    assert torch.equal(same_x, x) and torch.equal(same_y, labels)
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed(prepared, tmp_path, capsys):
+    cfg = tiny_cfg(prepared, tmp_path)
+    fold = train(cfg)
+    (fold / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint of this config")
+    again = train(load_config(None, [f"output.dir={tmp_path}", *TINY, "optimizer.lr=0.003"]))
+    assert "written with another config" in capsys.readouterr().out
+    assert (again / "model.pt").is_file()

@@ -51,6 +51,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(args.params, args.overrides, stages=stages, force=args.force)
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from sleepdetect.config import load_config
+    from sleepdetect.tune import tune
+
+    tune(load_config(args.params, args.overrides))
+    return 0
+
+
 def _cmd_package(args: argparse.Namespace) -> int:
     from sleepdetect.config import load_config
     from sleepdetect.kaggle import package
@@ -92,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma list of stages, e.g. prepare,infer")
     p.add_argument("--force", action="store_true", help="rerun stages that are already done")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "tune",
+        help="choose post-processing on out-of-fold predictions, nested (reads <exp>/oof.parquet)",
+        description="Searches tune.grid on the OOF predictions of every fold: for each fold, "
+        "the setting best on the other folds scores it; prints that nested score with a "
+        "bootstrap interval over nights, writes the setting chosen on all folds to "
+        "<exp>/tune/postprocess.yaml (03_infer uses it with infer.tuned=true). "
+        "Example: python -m sleepdetect tune params/real-sample.yaml",
+    )
+    p.add_argument("params", help="params/*.yaml of a trained experiment")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. tune.bootstrap=0")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("package", help="build the Kaggle datasets and kernel (and upload)")
     p.add_argument("--exp", action="append", required=True, help="trained experiment; repeat")

@@ -74,40 +74,60 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     feature_extractor_params: dict[str, Any] = field(default_factory=dict)
     decoder_params: dict[str, Any] = field(default_factory=dict)
+    # start from the weights of this bundle (a fold folder, e.g. a synthetic pretraining run);
+    # it must be of the same architecture and features
+    init_from: str | None = None
 
 
 @dataclass
 class PostprocessConfig:
     """Per-step scores -> scored event candidates (see postprocess.detect_events, which says
     why each option helps). Peak finding is the reference; every option after it is off by
-    default."""
+    default. A new option is a field named after its detect_events argument (or one that
+    postprocess.series_candidates derives) plus its code there."""
 
-    # peak finding (scipy.signal.find_peaks): minimum height and distance between peaks (steps)
+    # candidates: peak finding, or greedy picks by the score mass each minute could match
+    method: Literal["peaks", "mass"] = "peaks"
+    # minimum peak height (peaks) or minimum mass left (mass) of a candidate
     score_th: float = 0.005
+    # peak finding (scipy.signal.find_peaks): minimum distance between peaks (steps)
     distance: int = 40
-    # (a) snap candidates to the whole-minute grid of the labels, then move them minute_shift
-    # steps off it towards the peak (1-5 covers one more labelled minute at most tolerances)
+    # mass: at most this many picks per event in a day window (day_start_hour...)
+    mass_max_per_day: int = 20
+    # (a) snap peaks to the whole-minute grid of the labels, then move them minute_shift
+    # steps off it towards the peak (1-5 covers one more labelled minute at most tolerances);
+    # mass always sits minute_shift either side of each whole minute (3: seconds :15 and :45)
     minute_snap: bool = False
     minute_shift: int = 3
     # (b) extra candidates at peak + each offset (steps), scored x offset_decay per 12 steps away
+    # (minute_snap, peak_offsets, offset_decay and distance are ignored under method: mass)
     peak_offsets: list[int] = field(default_factory=list)
     offset_decay: float = 0.5
     # (c) divide scores by their day window's max or sum (per event); windows start at this
-    # local hour (12: one night per window)
+    # local hour (12: one night per window), wakeups' at day_start_hour_wakeup (None: the same)
     day_norm: Literal["none", "max", "sum"] = "none"
     day_start_hour: int = 12
+    day_start_hour_wakeup: int | None = None
     # (d) multiply scores inside repeated (not worn) days by suppress_factor (0: remove them)
     suppress_repeated: bool = False
     suppress_factor: float = 0.0
+    # (e) series edges: scores in the last edge_decay_hours fall linearly to ~0 at the last step
+    # (0: off); wakeups in the first start_wakeup_hours get x start_wakeup_factor (1: off)
+    edge_decay_hours: float = 0.0
+    start_wakeup_hours: float = 6.0
+    start_wakeup_factor: float = 1.0
 
 
 @dataclass
 class SplitConfig:
-    """Which data validate: whole series (k folds) or, for one series, its later nights."""
+    """Which data validate (see data/windows.split_segments): whole series in k folds
+    (`series`), k contiguous blocks of each series' labelled nights (`nights`, for one or few
+    series), or the last share of each series (`time`, one fold)."""
 
-    kind: Literal["series", "time"] = "series"
+    kind: Literal["series", "nights", "time"] = "series"
     n_folds: int = 5
-    fold: int = 0
+    fold: int | None = None  # the fold 02_train trains; None: every fold, then out-of-fold scores
+    margin: int = 1440  # nights split: steps left out of training on each side of a fold (2 h)
     valid_fraction: float = 0.3  # time split: the last share of each series validates
 
 
@@ -137,6 +157,9 @@ class AugmentConfig:
     mixup_alpha: float = 0.4
     cutmix_prob: float = 0.0
     cutmix_alpha: float = 0.4
+    # play a window backwards with onset and wakeup swapped (a night read in reverse falls
+    # asleep where it woke up): probability per batch
+    reverse_prob: float = 0.0
 
 
 @dataclass
@@ -154,6 +177,11 @@ class TrainerConfig:
     precision: str = "auto"  # auto: bf16-mixed on GPUs that have it, 16-mixed on others, 32 on CPU
     gradient_clip_val: float = 1.0
     early_stopping_patience: int = 0  # epochs without a better validation score; 0: off
+    # which weights become the bundle: the epoch with the best validation score, or the last
+    # epoch. `best` chooses on the validation nights, so their score is no longer out-of-fold;
+    # `last` never validates during training (faster) and keeps the OOF score honest.
+    checkpoint: Literal["best", "last"] = "best"
+    fold_workers: int = 1  # folds trained at once, each in its own process (CPU: cores / 2)
     checkpoint_every_n_steps: int = 50  # for resuming a killed run
 
 
@@ -167,6 +195,31 @@ class InferConfig:
     stride: int | None = None  # steps between windows; None: each bundle's windows.valid_stride
     batch_size: int = 16
     copy_to: str | None = None  # also write submission.csv here (Kaggle scores ./submission.csv)
+    # post-process with the settings `tune` chose (<exp>/tune/postprocess.yaml) instead of the
+    # postprocess section
+    tuned: bool = False
+
+
+@dataclass
+class TuneConfig:
+    """`python -m sleepdetect tune`: post-processing chosen on out-of-fold predictions with
+    nested folds (see tune.py). `grid` maps postprocess fields to the values to try; every
+    combination is one setting."""
+
+    enabled: bool = False  # also run at the end of 02_train
+    grid: dict[str, list[Any]] = field(
+        default_factory=lambda: {
+            "method": ["peaks", "mass"],
+            "distance": [72, 240, 480],
+            "peak_offsets": [[], [-120, -36, 36, 120]],
+            "minute_snap": [False, True],
+            "day_norm": ["none", "max", "sum"],
+            "day_start_hour": [12, 5],
+            "day_start_hour_wakeup": [None, 0],
+            "suppress_repeated": [False, True],
+        }
+    )
+    bootstrap: int = 1000  # resamples of the nights for the interval of the nested score
 
 
 @dataclass
@@ -215,6 +268,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     kaggle: KaggleConfig = field(default_factory=KaggleConfig)
 
     @property

@@ -151,9 +151,9 @@ def ensemble_scores(
 def infer(cfg: Config) -> Path:
     """03_infer: predict every series of `infer.phase` with the bundles, post-process, write a
     validated submission.csv (and score it when the phase has labels). Returns its path."""
+    from sleepdetect.candidates import predict_candidates
     from sleepdetect.data.prepare import Manifest, prepare
     from sleepdetect.metric import event_detection_ap_table, write_metrics
-    from sleepdetect.postprocess import series_candidates
     from sleepdetect.submission import write_submission
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -181,16 +181,17 @@ def infer(cfg: Config) -> Path:
     out = cfg.exp_dir / "infer" / phase
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
+    postprocess = cfg.postprocess
+    if cfg.infer.tuned:
+        from sleepdetect.tune import load_tuned
+
+        postprocess = load_tuned(cfg.exp_dir)
+        print(f"post-processing chosen by tune: {cfg.exp_dir / 'tune'}")
     candidates, scores = [], {}
     for entry in tqdm(manifest.series, desc=f"infer {phase}", unit="series"):
         feats = manifest.features(entry.series_id)
         s = ensemble_scores(bundles, weights, feats, cfg.infer.stride, cfg.infer.batch_size, device)
-        day_repeat = manifest.feature(entry.series_id, "day_repeat")
-        candidates.append(
-            series_candidates(
-                s, entry.series_id, entry.first_timestamp, cfg.postprocess, day_repeat
-            )
-        )
+        candidates.append(predict_candidates(manifest, entry.series_id, s, postprocess))
         if manifest.events is not None:  # kept only to plot against the labels
             scores[entry.series_id] = s
     submission = write_submission(

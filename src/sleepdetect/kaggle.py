@@ -30,6 +30,7 @@ from sleepdetect.config import (
     Config,
     ConfigError,
     KaggleConfig,
+    PostprocessConfig,
     apply_override,
     from_dict,
     load_config,
@@ -220,10 +221,20 @@ def build_wheels(folder: Path, k: KaggleConfig) -> None:
     )
 
 
-def kernel_params(base: Config, k: KaggleConfig, weights_slug: str, bundles: list[str]) -> Config:
-    """The first experiment's config, reading the competition and the weights dataset as Kaggle
-    inputs, writing under the working folder, then kaggle.overrides."""
+def kernel_params(
+    base: Config,
+    k: KaggleConfig,
+    weights_slug: str,
+    bundles: list[str],
+    tuned: PostprocessConfig | None = None,
+) -> Config:
+    """The first experiment's config (with `tuned`, the post-processing `tune` chose, when
+    given), reading the competition and the weights dataset as Kaggle inputs, writing under the
+    working folder, then kaggle.overrides."""
     raw = to_dict(base)
+    if tuned is not None:  # the kernel has no tune/ folder: the chosen setting goes in whole
+        raw["postprocess"] = to_dict(tuned)
+        raw["infer"]["tuned"] = False
     raw["exp_name"] = "submission"
     raw["data"]["dir"] = f"{INPUT_PREFIX}{k.competition}"
     raw["output"]["dir"] = "outputs"
@@ -389,9 +400,13 @@ def package(
     metas = {d.role: dataset_metadata(root, d.role, d.id, k.licence) for d in datasets}
     kernel_meta = kernel_metadata(root, k, user, datasets, code_file)
     inside = [f"{exp}/{fold.name}" for exp, folds in bundles.items() for fold in folds]
-    params = kernel_params(
-        load_config(bundles[exps[0]][0] / "config.yaml"), k, k.weights_dataset, inside
-    )
+    base = load_config(bundles[exps[0]][0] / "config.yaml")
+    tuned = None
+    if base.infer.tuned:
+        from sleepdetect.tune import load_tuned
+
+        tuned = load_tuned(root / base.exp_dir)
+    params = kernel_params(base, k, k.weights_dataset, inside, tuned)
     version = git_version(root)
     message = f"{version} {' '.join(exps)}"
 

@@ -42,6 +42,7 @@ _TRAIN_KEYS = (
     "augment",
     "trainer",
     "postprocess",
+    "tune",
 )
 STAGE_KEYS = {"prepare": _PREPARE_KEYS, "train": _TRAIN_KEYS, "infer": (*_TRAIN_KEYS, "infer")}
 
@@ -50,7 +51,7 @@ def stage_output(cfg: Config, stage: str) -> Path:
     """The file a stage writes last: present only when the stage completed."""
     return {
         "prepare": cfg.exp_dir / "prepared" / cfg.prepare.phase / "manifest.json",
-        "train": cfg.exp_dir / f"fold{cfg.split.fold}" / "model.pt",
+        "train": cfg.exp_dir / "oof.parquet",
         "infer": cfg.exp_dir / "infer" / cfg.infer.phase / "submission.csv",
     }[stage]
 
@@ -200,6 +201,10 @@ def _scores(out_dir: Path) -> dict[str, float]:
         return pl.read_csv(metrics).filter(pl.col("event") == "score")["ap"][0]
 
     found = {m.parent.name: score(m) for m in sorted(out_dir.glob("fold*/metrics.csv"))}
+    if (out_dir / "oof_metrics.csv").is_file():
+        found["oof"] = score(out_dir / "oof_metrics.csv")
+    if (out_dir / "tune" / "metrics.csv").is_file():
+        found["nested"] = score(out_dir / "tune" / "metrics.csv")
     for m in sorted(out_dir.glob("infer/*/metrics.csv")):
         found[f"infer-{m.parent.name}"] = score(m)
     return found

@@ -1,235 +1,47 @@
-"""02_train: prepared arrays -> windows + targets -> model -> Lightning -> a bundle.
+"""02_train: prepared arrays -> windows + targets -> model -> Lightning -> bundles + OOF.
 
 Requires: the train folder of 01_prepare (`<exp>/prepared/train/manifest.json`).
-Outputs, under `<output.dir>/<exp_name>/fold<k>/`:
-  model.pt, config.yaml     the bundle: plain state_dict + resolved config (no Lightning needed)
-  metrics.csv               the AP of every event x tolerance of the best epoch, and the score
-  oof.parquet               out-of-fold per-step scores (series_id, step, onset, wakeup)
-  log/metrics.csv           loss and validation score per step/epoch (CSV log)
-  curves.png, nights.png    loss and score curves; predicted vs true events of a few nights
-  checkpoints/              best.ckpt (by validation score) and last.ckpt (to resume)
+Outputs, under `<output.dir>/<exp_name>/`, for each trained fold k:
+  fold<k>/model.pt, config.yaml   the bundle: plain state_dict + resolved config (no Lightning)
+  fold<k>/metrics.csv             AP of every event x tolerance on the fold's validation data
+  fold<k>/oof.parquet             out-of-fold per-step scores (series_id, step, onset, wakeup)
+  fold<k>/log/metrics.csv         loss (and validation score) per step/epoch (CSV log)
+  fold<k>/curves.png, nights.png  loss and score curves; predicted vs true events of a few nights
+  fold<k>/checkpoints/            best.ckpt (by validation score) and last.ckpt (to resume)
+and, once every fold of `split.fold` (None: all) is trained, the out-of-fold files of oof.py.
 This is the only module that imports lightning.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import polars as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
-from sleepdetect.config import AugmentConfig, Config, ConfigError, save_config
+from sleepdetect.candidates import predict_candidates
+from sleepdetect.config import AugmentConfig, Config, ConfigError, PostprocessConfig, save_config
 from sleepdetect.data.prepare import Manifest
-from sleepdetect.data.targets import WindowEvents, build_targets
+from sleepdetect.data.windows import (
+    Segment,
+    SeriesLabels,
+    WindowDataset,
+    WindowSampler,
+    fold_count,
+    split_segments,
+)
+from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path
-from sleepdetect.inference import predict_series
+from sleepdetect.inference import load_bundle, predict_series
 from sleepdetect.metric import event_detection_ap_table, write_metrics
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
-from sleepdetect.postprocess import series_candidates
-
-# ---------------------------------------------------------------- labels and splits
-
-
-@dataclass(frozen=True)
-class SeriesLabels:
-    """Event steps of one series, sorted; `intervals` are the nights with both events."""
-
-    onsets: np.ndarray  # (k,) int64
-    wakeups: np.ndarray  # (m,) int64
-    intervals: np.ndarray  # (n, 2) int64, [onset, wakeup)
-
-    @classmethod
-    def from_events(cls, events: pl.DataFrame) -> SeriesLabels:
-        ev = events.filter(pl.col("step").is_not_null())
-        onsets = np.sort(ev.filter(pl.col("event") == "onset")["step"].to_numpy())
-        wakeups = np.sort(ev.filter(pl.col("event") == "wakeup")["step"].to_numpy())
-        nights = ev.pivot(on="event", index="night", values="step")
-        if {"onset", "wakeup"} <= set(nights.columns):
-            pairs = nights.drop_nulls(["onset", "wakeup"]).filter(
-                pl.col("onset") < pl.col("wakeup")
-            )
-            intervals = pairs.select("onset", "wakeup").to_numpy().astype(np.int64)
-        else:
-            intervals = np.zeros((0, 2), np.int64)
-        return cls(onsets.astype(np.int64), wakeups.astype(np.int64), intervals.reshape(-1, 2))
-
-    def window(self, start: int, length: int) -> WindowEvents:
-        """Events of [start, start + length) in steps from `start`; the sleep intervals that
-        touch the window keep their true ends (targets clip them)."""
-        end = start + length
-
-        def inside(steps: np.ndarray) -> tuple[int, ...]:
-            return tuple(int(s - start) for s in steps[(steps >= start) & (steps < end)])
-
-        touching = self.intervals[(self.intervals[:, 1] > start) & (self.intervals[:, 0] < end)]
-        return WindowEvents(
-            n_steps=length,
-            onsets=inside(self.onsets),
-            wakeups=inside(self.wakeups),
-            sleep_intervals=tuple((int(a - start), int(b - start)) for a, b in touching),
-        )
-
-
-@dataclass(frozen=True)
-class Segment:
-    """Steps [start, end) of one series: a stretch that trains or validates."""
-
-    series_id: str
-    start: int
-    end: int
-
-
-def split_segments(
-    manifest: Manifest,
-    labels: dict[str, SeriesLabels],
-    kind: str,
-    n_folds: int,
-    fold: int,
-    valid_fraction: float,
-    seed: int,
-) -> tuple[list[Segment], list[Segment]]:
-    """(train, valid) segments. `series`: fold `fold` of `n_folds` folds of whole series.
-    `time`: each series' first nights train and its last `valid_fraction` validates, cut in
-    a gap between nights so that no night is in both."""
-    lengths = manifest.lengths
-    if kind == "series":
-        if not 0 <= fold < n_folds or n_folds < 2:
-            raise ConfigError(
-                f"split: need n_folds >= 2 and 0 <= fold < n_folds, got {fold}/{n_folds}"
-            )
-        ids = sorted(lengths)
-        if len(ids) < n_folds:
-            raise ConfigError(
-                f"split.n_folds={n_folds} but the data hold {len(ids)} series; lower n_folds or "
-                "use split.kind=time for a single series"
-            )
-        order = np.random.default_rng(seed).permutation(len(ids))
-        valid_ids = {ids[i] for i in order[fold::n_folds]}
-        train = [Segment(s, 0, lengths[s]) for s in ids if s not in valid_ids]
-        valid = [Segment(s, 0, lengths[s]) for s in ids if s in valid_ids]
-        return train, valid
-    if not 0 < valid_fraction < 1:
-        raise ConfigError(f"split.valid_fraction must be in (0, 1), got {valid_fraction}")
-    train, valid = [], []
-    for sid, n in sorted(lengths.items()):
-        cut = int(n * (1 - valid_fraction))
-        for onset, wakeup in labels[sid].intervals:
-            if onset <= cut < wakeup:  # never split a night: cut where it ends
-                cut = int(wakeup)
-        train.append(Segment(sid, 0, cut))
-        valid.append(Segment(sid, cut, n))
-    return train, valid
-
-
-# ---------------------------------------------------------------- training windows
-
-
-class WindowSampler(Sampler[tuple[int, int]]):
-    """Draws each epoch's windows at once with numpy: `event_ratio` of them contain a labelled
-    event at a random position, the rest start anywhere in a training segment (so series and
-    nights without events still teach what wake and non-wear look like). Draws depend only on
-    (seed, epoch), so runs repeat and every DDP rank sees the same list before sharding."""
-
-    def __init__(
-        self,
-        segments: list[Segment],
-        series_index: dict[str, int],
-        labels: dict[str, SeriesLabels],
-        length: int,
-        per_epoch: int,
-        event_ratio: float,
-        seed: int,
-    ) -> None:
-        self.length, self.per_epoch, self.event_ratio, self.seed = (
-            length,
-            per_epoch,
-            event_ratio,
-            seed,
-        )
-        self.epoch = 0
-        self.seg_series = np.array([series_index[s.series_id] for s in segments], np.int64)
-        self.seg_start = np.array([s.start for s in segments], np.int64)
-        self.seg_end = np.array([s.end for s in segments], np.int64)
-        ev_seg, ev_step = [], []
-        for i, seg in enumerate(segments):
-            lab = labels[seg.series_id]
-            steps = np.concatenate([lab.onsets, lab.wakeups])
-            steps = steps[(steps >= seg.start) & (steps < seg.end)]
-            ev_seg.append(np.full(len(steps), i))
-            ev_step.append(steps)
-        self.event_segment = np.concatenate(ev_seg) if ev_seg else np.zeros(0, np.int64)
-        self.event_step = np.concatenate(ev_step) if ev_step else np.zeros(0, np.int64)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.per_epoch
-
-    def draw(self, epoch: int) -> np.ndarray:
-        """(per_epoch, 2) [series index, start step] of one epoch's windows."""
-        rng = np.random.default_rng([self.seed, epoch])
-        n_event = round(self.per_epoch * self.event_ratio) if len(self.event_step) else 0
-        pick = rng.integers(0, len(self.event_step), n_event) if n_event else np.zeros(0, int)
-        seg = self.event_segment[pick]
-        start = self.event_step[pick] - rng.integers(0, self.length, n_event)
-        lengths = self.seg_end - self.seg_start
-        bg_seg = rng.choice(len(lengths), self.per_epoch - n_event, p=lengths / lengths.sum())
-        bg_start = self.seg_start[bg_seg] + (
-            rng.random(len(bg_seg)) * np.maximum(lengths[bg_seg] - self.length, 1)
-        ).astype(np.int64)
-        seg = np.concatenate([seg, bg_seg])
-        start = np.concatenate([start, bg_start])
-        # keep each window inside its segment (a segment shorter than a window starts at 0)
-        start = np.clip(
-            start,
-            self.seg_start[seg],
-            np.maximum(self.seg_end[seg] - self.length, self.seg_start[seg]),
-        )
-        out = np.stack([self.seg_series[seg], start], axis=1)
-        return out[rng.permutation(len(out))]
-
-    def __iter__(self):
-        for series, start in self.draw(self.epoch):
-            yield int(series), int(start)
-
-
-class WindowDataset(Dataset):
-    """(series index, start) -> (features (F, length) float32, targets of the model's kind),
-    read from memory-mapped arrays; windows running past a series' end are edge-padded."""
-
-    def __init__(
-        self,
-        features: list[np.ndarray],
-        labels: list[SeriesLabels],
-        length: int,
-        target_kind: str,
-        output_stride: int,
-        sigma: float,
-    ) -> None:
-        self.features, self.labels = features, labels
-        self.length, self.target_kind = length, target_kind
-        self.output_stride, self.sigma = output_stride, sigma
-
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-        series, start = item
-        x = np.asarray(self.features[series][start : start + self.length], dtype=np.float32)
-        if len(x) < self.length:
-            x = np.concatenate([x, np.repeat(x[-1:], self.length - len(x), axis=0)])
-        targets = build_targets(
-            self.target_kind,
-            self.labels[series].window(start, self.length),
-            downsample_rate=self.output_stride,
-            sigma=self.sigma,
-        )
-        return torch.from_numpy(np.ascontiguousarray(x.T)), targets
-
 
 # ---------------------------------------------------------------- validation
 
@@ -239,10 +51,18 @@ class Validator:
     windows, post-processing, the competition metric."""
 
     def __init__(
-        self, manifest: Manifest, segments: list[Segment], events: pl.DataFrame, cfg: Config
+        self,
+        manifest: Manifest,
+        segments: list[Segment],
+        events: pl.DataFrame,
+        length: int,
+        stride: int,
+        batch_size: int,
+        postprocess: PostprocessConfig,
     ) -> None:
-        self.manifest, self.segments, self.cfg = manifest, segments, cfg
-        self.first_ts = {s.series_id: s.first_timestamp for s in manifest.series}
+        self.manifest, self.segments = manifest, segments
+        self.length, self.stride, self.batch_size = length, stride, batch_size
+        self.postprocess = postprocess
         self.solution = pl.concat(
             [
                 events.filter(
@@ -257,25 +77,13 @@ class Validator:
         """(end - start, 2) scores of a segment; the whole series gives the windows context."""
         feats = self.manifest.features(segment.series_id)
         scores = predict_series(
-            model,
-            feats,
-            self.cfg.windows.length,
-            self.cfg.windows.valid_stride,
-            batch_size=self.cfg.trainer.batch_size,
-            device=device,
+            model, feats, self.length, self.stride, batch_size=self.batch_size, device=device
         )
         return scores[segment.start : segment.end]
 
     def candidates(self, segment: Segment, scores: np.ndarray) -> pl.DataFrame:
-        full = np.zeros((self.manifest.lengths[segment.series_id], 2), np.float32)
-        full[segment.start : segment.end] = scores
-        day_repeat = self.manifest.feature(segment.series_id, "day_repeat")
-        return series_candidates(
-            full,
-            segment.series_id,
-            self.first_ts[segment.series_id],
-            self.cfg.postprocess,
-            day_repeat,
+        return predict_candidates(
+            self.manifest, segment.series_id, scores, self.postprocess, segment.start
         )
 
     def score(self, candidates: pl.DataFrame) -> tuple[pl.DataFrame, float]:
@@ -308,6 +116,20 @@ def _mix(
     return x, labels
 
 
+def _reverse(
+    x: torch.Tensor, labels: torch.Tensor, prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Play a share `prob` of the windows backwards: a night read in reverse falls asleep
+    where it woke up, so the onset and wakeup targets swap (labels: sleep, onset, wakeup)."""
+    flip = torch.rand(x.shape[0], device=x.device) < prob  # (batch,)
+    if not flip.any():
+        return x, labels
+    x, labels = x.clone(), labels.clone()
+    x[flip] = x[flip].flip(-1)  # (n, features, steps) in reverse
+    labels[flip] = labels[flip].flip(1)[..., [0, 2, 1]]  # (n, frames, 3), events swapped
+    return x, labels
+
+
 class SleepModule(L.LightningModule):
     """Trains a plain SleepModel; only `model.state_dict()` leaves this class."""
 
@@ -332,6 +154,8 @@ class SleepModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, targets = batch
+        if self.model.target_kind == "segmentation" and self.augment.reverse_prob:
+            x, targets["labels"] = _reverse(x, targets["labels"], self.augment.reverse_prob)
         if self.model.target_kind == "segmentation" and (
             self.augment.mixup_prob or self.augment.cutmix_prob
         ):
@@ -419,8 +243,86 @@ def resolve_precision(precision: str) -> str:
     return "32-true"
 
 
+def train_folds(cfg: Config) -> Path:
+    """The 02_train stage: train fold `split.fold`, or every fold when it is None (a fold
+    whose bundle was already trained with this config is kept), then gather the out-of-fold
+    predictions of every trained fold (oof.py). Returns `<exp>/oof.parquet`."""
+    from sleepdetect.oof import gather_oof
+
+    n = fold_count(cfg.split.kind, cfg.split.n_folds)
+    todo = []
+    for fold in range(n) if cfg.split.fold is None else [cfg.split.fold]:
+        fold_cfg = replace(cfg, split=replace(cfg.split, fold=fold))
+        if _trained_with(cfg.exp_dir / f"fold{fold}", fold_cfg):
+            print(f"fold {fold}: already trained with this config")
+        else:
+            todo.append(fold_cfg)
+    workers = min(cfg.trainer.fold_workers, len(todo))
+    if workers <= 1:
+        for fold_cfg in todo:
+            print(f"fold {fold_cfg.split.fold} of {n}")
+            train(fold_cfg)
+    else:
+        _train_in_processes(todo, workers)
+    return gather_oof(cfg)
+
+
+def _train_in_processes(configs: list[Config], workers: int) -> None:
+    """Folds at once in `workers` processes sharing the cores: a small recurrent model gains
+    nothing from a second thread, so two one-thread folds train twice as fast as two in turn."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    print(f"training folds {[c.split.fold for c in configs]}, {workers} at once")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for fold_dir in pool.map(_train_with_threads, configs, [threads] * len(configs)):
+            print(f"trained {fold_dir}")
+
+
+def _train_with_threads(cfg: Config, threads: int) -> Path:
+    torch.set_num_threads(threads)
+    return train(cfg)
+
+
+def _saved_config_is(fold_dir: Path, cfg: Config) -> bool:
+    from sleepdetect.config import load_config, to_dict
+
+    saved = fold_dir / "config.yaml"
+    return saved.is_file() and to_dict(load_config(saved)) == to_dict(cfg)
+
+
+def _trained_with(fold_dir: Path, cfg: Config) -> bool:
+    complete = (fold_dir / "model.pt").is_file() and (fold_dir / "oof.parquet").is_file()
+    return complete and _saved_config_is(fold_dir, cfg)
+
+
+def _init_weights(model: SleepModel, path: str, feature_names: list[str]) -> None:
+    """`model.init_from`: start from another bundle's weights (same architecture, features)."""
+    source = load_bundle(path)
+    if source.config.prepare.features != feature_names:
+        raise InputError(
+            f"model.init_from={path}: that bundle was trained on features "
+            f"{source.config.prepare.features}, this run prepares {feature_names}; use the same "
+            "prepare.features"
+        )
+    try:
+        model.load_state_dict(source.model.state_dict())
+    except RuntimeError as e:
+        raise InputError(
+            f"model.init_from={path}: its weights do not fit this model "
+            f"({source.config.model.name} there, {type(model).__name__} here; check model.*): "
+            f"{str(e).splitlines()[0]}"
+        ) from e
+
+
 def train(cfg: Config) -> Path:
-    """Train fold `cfg.split.fold`; returns the fold folder (the bundle and its reports)."""
+    """Train fold `cfg.split.fold` (None: fold 0); returns the fold folder (the bundle and its
+    reports)."""
+    if cfg.split.fold is None:
+        cfg = replace(cfg, split=replace(cfg.split, fold=0))
     manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
     events = manifest.read_events()
     ids = [s.series_id for s in manifest.series]
@@ -435,16 +337,25 @@ def train(cfg: Config) -> Path:
         cfg.split.fold,
         cfg.split.valid_fraction,
         cfg.seed,
+        events=events,
+        margin=cfg.split.margin,
     )
     fold_dir = cfg.exp_dir / f"fold{cfg.split.fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
+    last = fold_dir / "checkpoints" / "last.ckpt"
+    if last.is_file() and not _saved_config_is(fold_dir, cfg):
+        print(f"{last} was written with another config: training fold {cfg.split.fold} afresh")
+        shutil.rmtree(fold_dir / "checkpoints")
     save_config(cfg, fold_dir / "config.yaml")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, in_channels=len(manifest.feature_names))
-    if (cfg.augment.mixup_prob or cfg.augment.cutmix_prob) and model.target_kind != "segmentation":
+    if cfg.model.init_from:
+        _init_weights(model, cfg.model.init_from, manifest.feature_names)
+    mixing = cfg.augment.mixup_prob or cfg.augment.cutmix_prob or cfg.augment.reverse_prob
+    if mixing and model.target_kind != "segmentation":
         raise ConfigError(
-            f"augment: mixup/cutmix need segmentation targets, not {model.target_kind}"
+            f"augment: mixup/cutmix/reverse need segmentation targets, not {model.target_kind}"
         )
     index = {sid: i for i, sid in enumerate(ids)}
     sampler = WindowSampler(
@@ -464,7 +375,15 @@ def train(cfg: Config) -> Path:
         model.output_stride,
         cfg.windows.sigma,
     )
-    validator = Validator(manifest, valid_segs, events, cfg)
+    validator = Validator(
+        manifest,
+        valid_segs,
+        events,
+        cfg.windows.length,
+        cfg.windows.valid_stride,
+        cfg.trainer.batch_size,
+        cfg.postprocess,
+    )
     module = SleepModule(
         model,
         validator,
@@ -477,10 +396,12 @@ def train(cfg: Config) -> Path:
         train_set, sampler, len(valid_segs), cfg.trainer.batch_size, cfg.trainer.num_workers
     )
     trainer = _trainer(cfg, fold_dir)
-    last = fold_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     if trainer.global_rank == 0:
-        export_bundle(module, trainer, validator, fold_dir)
+        best = (
+            trainer.checkpoint_callback.best_model_path if cfg.trainer.checkpoint == "best" else ""
+        )
+        export_bundle(module, best, validator, fold_dir)
     return fold_dir
 
 
@@ -489,15 +410,8 @@ def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger
 
     t = cfg.trainer
+    by_score = t.checkpoint == "best"  # `last` never validates during training
     callbacks = [
-        ModelCheckpoint(
-            dirpath=fold_dir / "checkpoints",
-            filename="best",
-            monitor="val_score",
-            mode="max",
-            save_top_k=1,
-            save_last=False,
-        ),
         ModelCheckpoint(
             dirpath=fold_dir / "checkpoints",
             filename="last",
@@ -506,7 +420,17 @@ def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
             enable_version_counter=False,
         ),
     ]
-    if t.early_stopping_patience:
+    if by_score:
+        best = ModelCheckpoint(
+            dirpath=fold_dir / "checkpoints",
+            filename="best",
+            monitor="val_score",
+            mode="max",
+            save_top_k=1,
+            save_last=False,
+        )
+        callbacks.insert(0, best)  # the first one is trainer.checkpoint_callback
+    if t.early_stopping_patience and by_score:
         callbacks.append(
             EarlyStopping(monitor="val_score", mode="max", patience=t.early_stopping_patience)
         )
@@ -524,17 +448,16 @@ def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
         default_root_dir=fold_dir,
         deterministic="warn",
         num_sanity_val_steps=0,
+        limit_val_batches=None if by_score else 0,
         enable_model_summary=False,
         log_every_n_steps=10,
     )
 
 
-def export_bundle(
-    module: SleepModule, trainer: L.Trainer, validator: Validator, fold_dir: Path
-) -> None:
-    """Best weights as a plain state_dict beside the config, with the out-of-fold scores,
-    the metric table and the plots."""
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+def export_bundle(module: SleepModule, best: str, validator: Validator, fold_dir: Path) -> None:
+    """The weights of checkpoint `best` (empty: the module's last weights) as a plain
+    state_dict beside the config, with the out-of-fold scores, the metric table and the plots.
+    model.pt is written last: its presence means the fold is complete."""
     model = module.model
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
@@ -542,8 +465,7 @@ def export_bundle(
             {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
         )
     model = model.cpu()
-    with atomic_path(fold_dir / "model.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
+    (fold_dir / "model.pt").unlink(missing_ok=True)
 
     device = torch.device("cpu")
     oof, candidates = [], []
@@ -570,3 +492,5 @@ def export_bundle(
         sorted((fold_dir / "log").glob("version_*/metrics.csv")), fold_dir / "curves.png"
     )
     plot_nights(pl.concat(oof), validator.solution, pl.concat(candidates), fold_dir / "nights.png")
+    with atomic_path(fold_dir / "model.pt") as tmp:
+        torch.save(model.state_dict(), tmp)

@@ -1,0 +1,237 @@
+"""`python -m sleepdetect tune PARAMS`: post-processing chosen on out-of-fold predictions with
+nested folds, so that the score it reports was never used to choose anything.
+
+Requires: `<exp>/oof.parquet` (02_train of every fold, `split.fold: null`).
+Outputs, under `<output.dir>/<exp_name>/tune/`:
+  postprocess.yaml   the setting chosen on all folds, and the OOF record it was chosen on
+                     (03_infer uses it with `infer.tuned: true`; `package` bakes it in)
+  nested.csv         per outer fold: the setting chosen on the other folds, its score there,
+                     and its score on the held-out fold
+  grid.csv           every setting's pooled OOF score over all folds
+  metrics.csv        AP of every event x tolerance of the nested candidates, and the score
+
+How. Each setting (one combination of `tune.grid`) post-processes every fold's OOF scores;
+its candidates are matched once, with each (series, fold) stretch as its own series, which
+changes nothing (folds are cut between nights) and lets the score of any set of folds be pooled
+from the same flags (metric.MatchedDetections). For outer fold k the setting with the best
+score on all folds but k is applied to fold k; those held-out candidates, pooled over k, give
+the nested score, with a bootstrap interval over nights (resampled with replacement).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+from sleepdetect.config import Config, ConfigError, PostprocessConfig, from_dict, to_dict
+from sleepdetect.data.prepare import Manifest
+from sleepdetect.data.windows import night_cuts
+from sleepdetect.errors import InputError
+from sleepdetect.files import atomic_path, write_text
+from sleepdetect.metric import event_detection_ap_table, match_detections, write_metrics
+from sleepdetect.oof import RECORD_FILE, format_score, oof_candidates, read_oof, solution_of
+from sleepdetect.postprocess import PEAK_OPTIONS
+
+TUNED_FILE = "postprocess.yaml"
+
+
+@dataclasses.dataclass
+class TuneResult:
+    nested_score: float
+    interval: tuple[float, float]  # 95 % bootstrap interval over nights
+    table: pl.DataFrame  # AP per event x tolerance of the nested candidates
+    chosen: list[dict[str, Any]]  # per outer fold: the setting chosen on the other folds
+    best: dict[str, Any]  # the setting chosen on all folds
+    grid: pl.DataFrame  # every setting's pooled score
+
+
+def grid_settings(base: PostprocessConfig, grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, as postprocess overrides of `base`, less those
+    that would post-process exactly like an earlier one; a field that PostprocessConfig lacks,
+    or a value of the wrong type, is an error here."""
+    names = list(grid)
+    settings, seen = [], set()
+    for values in itertools.product(*grid.values()):
+        setting = dict(zip(names, values, strict=True))
+        effective = to_dict(apply_setting(base, setting))
+        if effective["method"] == "mass":  # peak options make no difference there
+            effective = {k: v for k, v in effective.items() if k not in PEAK_OPTIONS}
+        key = repr(sorted(effective.items()))
+        if key not in seen:
+            seen.add(key)
+            settings.append(setting)
+    return settings
+
+
+def apply_setting(base: PostprocessConfig, setting: dict[str, Any]) -> PostprocessConfig:
+    return from_dict(PostprocessConfig, {**to_dict(base), **setting}, source="tune.grid")
+
+
+def _relabel(frame: pl.DataFrame, unit: pl.Expr) -> pl.DataFrame:
+    return frame.with_columns(series_id=pl.col("series_id") + "@" + unit.cast(pl.String))
+
+
+def _night_units(frame: pl.DataFrame, cuts: dict[str, np.ndarray]) -> pl.Series:
+    """Index of the night piece (data/windows.night_cuts) each row's step falls in."""
+    out = np.zeros(len(frame), np.int64)
+    sids, steps = frame["series_id"].to_numpy(), frame["step"].to_numpy()
+    for sid, c in cuts.items():
+        mask = sids == sid
+        out[mask] = np.searchsorted(c, steps[mask], side="right") - 1
+    return pl.Series(out)
+
+
+def nested_select(scores: np.ndarray) -> np.ndarray:
+    """scores: (settings, folds) pooled score of each setting on all folds but each fold ->
+    the chosen setting of each outer fold (the first of equal best ones)."""
+    return np.argmax(np.nan_to_num(scores, nan=-np.inf), axis=0)
+
+
+def run_tune(
+    oof: pl.DataFrame,
+    manifest: Manifest,
+    base: PostprocessConfig,
+    grid: dict[str, list[Any]],
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> TuneResult:
+    """The nested search on OOF scores (see the module docstring)."""
+    settings = grid_settings(base, grid)
+    if "day_repeat" not in manifest.feature_names:
+        kept = [s for s in settings if not s.get("suppress_repeated")]
+        if len(kept) < len(settings):
+            print("tune: no day_repeat feature prepared; settings with suppress_repeated skipped")
+        settings = kept
+    solution = solution_of(oof, manifest.read_events().filter(pl.col("step").is_not_null()))
+    folds = sorted(solution["fold"].unique().to_list())
+    if len(folds) < 2:
+        raise InputError(f"tune needs labelled OOF predictions of 2+ folds, found folds {folds}")
+    units = _relabel(solution, pl.col("fold"))
+    unit_fold = {u: f for u, f in units.select("series_id", "fold").unique().iter_rows()}
+
+    per_setting = []  # (setting, candidates)
+    rest = np.zeros((len(settings), len(folds)))  # pooled score on all folds but k
+    alone = np.zeros((len(settings), len(folds)))  # score on fold k alone
+    overall = np.zeros(len(settings))
+    for i, setting in enumerate(settings):
+        cand = oof_candidates(oof, manifest, apply_setting(base, setting))
+        per_setting.append(cand)
+        matched = match_detections(units, _relabel(cand, pl.col("fold")))
+        fold_of = np.array([unit_fold[u] for u in matched.series])
+        overall[i] = matched.table()[1]
+        for j, k in enumerate(folds):
+            rest[i, j] = matched.table((fold_of != k).astype(np.int64))[1]
+            alone[i, j] = matched.table((fold_of == k).astype(np.int64))[1]
+
+    choice = nested_select(rest)
+    nested = pl.concat(
+        [per_setting[c].filter(pl.col("fold") == k) for c, k in zip(choice, folds, strict=True)]
+    )
+    table, score = event_detection_ap_table(solution, nested)
+    interval = bootstrap_interval(solution, nested, manifest, n_bootstrap, seed)
+    chosen = [
+        {"fold": k, **settings[c], "score_other_folds": rest[c, j], "score_this_fold": alone[c, j]}
+        for j, (c, k) in enumerate(zip(choice, folds, strict=True))
+    ]
+    grid_frame = pl.DataFrame(
+        [
+            {**{n: str(v) for n, v in s.items()}, "oof_score": o}
+            for s, o in zip(settings, overall, strict=True)
+        ]
+    )
+    best = settings[int(np.argmax(overall))]
+    return TuneResult(score, interval, table, chosen, best, grid_frame)
+
+
+def bootstrap_interval(
+    solution: pl.DataFrame,
+    candidates: pl.DataFrame,
+    manifest: Manifest,
+    n: int,
+    seed: int,
+) -> tuple[float, float]:
+    """95 % interval of the score over `n` resamples of the nights (with replacement). Each
+    night piece is matched as its own series, once; every resample pools the pieces drawn."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    events = manifest.read_events()
+    cuts = {
+        sid: night_cuts(events.filter(pl.col("series_id") == sid), length)
+        for sid, length in manifest.lengths.items()
+        if sid in set(solution["series_id"])
+    }
+    sol = _relabel(solution, _night_units(solution, cuts))
+    cand = candidates.filter(pl.col("series_id").is_in(list(cuts)))
+    matched = match_detections(sol, _relabel(cand, _night_units(cand, cuts)))
+    rng = np.random.default_rng(seed)
+    n_units = len(matched.series)
+    draws = rng.integers(0, n_units, (n, n_units))
+    scores = [matched.table(np.bincount(d, minlength=n_units))[1] for d in draws]
+    lo, hi = np.nanpercentile(scores, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def tune(cfg: Config) -> TuneResult:
+    """The stage: read and check the OOF file, search, print, write `<exp>/tune/`."""
+    start = time.perf_counter()
+    exp = cfg.exp_dir
+    oof = read_oof(exp)
+    manifest = Manifest.load(exp / "prepared" / "train")
+    n_settings = len(grid_settings(cfg.postprocess, cfg.tune.grid))
+    print(f"tune: {n_settings} settings, nested over the folds of {exp / 'oof.parquet'}")
+    result = run_tune(oof, manifest, cfg.postprocess, cfg.tune.grid, cfg.tune.bootstrap, cfg.seed)
+    out = exp / "tune"
+    write_metrics(result.table, result.nested_score, out / "metrics.csv")
+    with atomic_path(out / "nested.csv") as tmp:
+        pl.DataFrame([{k: str(v) for k, v in c.items()} for c in result.chosen]).write_csv(tmp)
+    with atomic_path(out / "grid.csv") as tmp:
+        result.grid.sort("oof_score", descending=True).write_csv(tmp)
+    tuned = apply_setting(cfg.postprocess, result.best)
+    record = yaml.safe_load((exp / RECORD_FILE).read_text())
+    write_text(
+        out / TUNED_FILE,
+        yaml.safe_dump({"postprocess": to_dict(tuned), "oof": record}, sort_keys=False),
+    )
+    lo, hi = result.interval
+    print(format_score(result.table, result.nested_score, "nested OOF"))
+    print(f"  95 % bootstrap interval over nights: {lo:.4f} - {hi:.4f}")
+    for c in result.chosen:
+        print(
+            f"  fold {c['fold']}: chosen on the other folds ({c['score_other_folds']:.4f}), "
+            f"scores {c['score_this_fold']:.4f} here: "
+            + ", ".join(f"{k}={v}" for k, v in c.items() if k in result.best)
+        )
+    print(
+        "chosen on all folds (used by 03_infer with infer.tuned): "
+        + ", ".join(f"{k}={v}" for k, v in result.best.items())
+    )
+    print(f"tune done in {time.perf_counter() - start:.1f} s; {out}")
+    return result
+
+
+def load_tuned(exp_dir: Path) -> PostprocessConfig:
+    """The post-processing `tune` chose, checked against the current folds: a fold retrained
+    since makes it stale, and that is an error, never a silent use."""
+    path = exp_dir / "tune" / TUNED_FILE
+    if not path.is_file():
+        raise InputError(
+            f"{path}: not found; infer.tuned needs `python -m sleepdetect tune PARAMS` first "
+            "(or tune.enabled in 02_train)"
+        )
+    raw = yaml.safe_load(path.read_text())
+    current = exp_dir / RECORD_FILE
+    if not current.is_file() or yaml.safe_load(current.read_text()) != raw["oof"]:
+        raise InputError(
+            f"{path} was chosen on other fold models than {exp_dir}'s current ones; run tune again"
+        )
+    try:
+        return from_dict(PostprocessConfig, raw["postprocess"], source=str(path))
+    except ConfigError as e:
+        raise InputError(str(e)) from e

@@ -1,0 +1,270 @@
+"""Cross-validation on few series: the nights split, out-of-fold gathering, the nested `tune`,
+tuned settings reaching 03_infer, and starting from another bundle (`model.init_from`)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from sleepdetect.config import PostprocessConfig, load_config
+from sleepdetect.data.prepare import Manifest, prepare
+from sleepdetect.data.windows import SeriesLabels, WindowSampler, night_cuts, split_segments
+from sleepdetect.errors import InputError
+from sleepdetect.metric import event_detection_ap_table
+from sleepdetect.oof import oof_candidates, read_oof, solution_of
+from sleepdetect.tune import load_tuned, run_tune, tune
+
+TINY = [
+    "model.name=DayGRU",
+    "model.downsample_rate=12",
+    "model.params={hidden_size: 8, num_layers: 1, dropout: 0.0}",
+    "windows.length=2880",
+    "windows.per_epoch=16",
+    "windows.valid_stride=1440",
+    "trainer.batch_size=8",
+    "trainer.max_epochs=1",
+    "trainer.checkpoint=last",
+    "split.kind=nights",
+    "split.n_folds=3",
+    "split.margin=720",
+    "prepare.features=[anglez, enmo, hour_sin, hour_cos, day_repeat]",
+    "tune.bootstrap=50",
+    "tune.grid={distance: [72, 480], day_norm: [none, max]}",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two synthetic series of about 8 days, every fold of a 3-fold nights split trained."""
+    from sleepdetect.training import train_folds
+
+    out = tmp_path_factory.mktemp("cv")
+    cfg = load_config(
+        None,
+        [
+            f"data.dir={out / 'data'}",
+            f"output.dir={out}",
+            "data.synthetic.series=2",
+            "data.synthetic.days=8",
+            "data.synthetic.seed=5",
+            *TINY,
+        ],
+    )
+    prepare(cfg)
+    train_folds(cfg)
+    return cfg
+
+
+def labels_of(manifest: Manifest, events: pl.DataFrame) -> dict[str, SeriesLabels]:
+    return {
+        s.series_id: SeriesLabels.from_events(events.filter(pl.col("series_id") == s.series_id))
+        for s in manifest.series
+    }
+
+
+# ---------------------------------------------------------------- the nights split
+
+
+def test_night_cuts_hold_each_labelled_night_whole():
+    events = pl.DataFrame(
+        {
+            "night": [1, 1, 2, 2, 3, 3, 4, 4],
+            "event": ["onset", "wakeup"] * 4,
+            "step": [100, 200, None, None, 500, 640, 900, None],
+        },
+        schema_overrides={"step": pl.Int64},
+    )
+    cuts = night_cuts(events, 1000)
+    np.testing.assert_array_equal(cuts, [0, 350, 770, 1000])  # night 2 has no events
+
+
+@pytest.mark.parametrize("n_folds", [2, 3, 5])
+def test_nights_split_validates_each_night_once_and_trains_beside_it(trained, n_folds):
+    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    events = m.read_events()
+    labels = labels_of(m, events)
+    margin = 720
+    nights = events.filter(pl.col("step").is_not_null()).group_by("series_id", "night").agg(
+        pl.col("step").min().alias("a"), pl.col("step").max().alias("b")
+    )
+    seen = {(sid, night): 0 for sid, night, _, _ in nights.iter_rows()}
+    for fold in range(n_folds):
+        train, valid = split_segments(
+            m, labels, "nights", n_folds, fold, 0.3, 0, events=events, margin=margin
+        )
+        for v in valid:
+            for sid, night, a, b in nights.iter_rows():
+                if sid == v.series_id and v.start <= a and b < v.end:
+                    seen[(sid, night)] += 1
+            for t in (t for t in train if t.series_id == v.series_id):
+                # training stretches keep `margin` steps away from every validation step
+                assert t.end + margin <= v.start or v.end + margin <= t.start
+        # and so does every window the sampler draws, edges included
+        index = {s.series_id: i for i, s in enumerate(m.series)}
+        ids = [s.series_id for s in m.series]
+        draws = WindowSampler(train, index, labels, 2880, 400, 0.5, seed=fold).draw(0)
+        for series, start, stop in draws:
+            for v in (v for v in valid if v.series_id == ids[series]):
+                assert stop + margin <= v.start or v.end + margin <= start
+    assert set(seen.values()) == {1}, seen
+
+
+def test_nights_split_needs_enough_nights(trained):
+    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    events = m.read_events()
+    with pytest.raises(ValueError, match="validates nothing; lower split.n_folds"):
+        split_segments(m, labels_of(m, events), "nights", 40, 39, 0.3, 0, events=events)
+
+
+# ---------------------------------------------------------------- out of fold
+
+
+def test_oof_covers_every_labelled_night_once(trained):
+    oof = read_oof(trained.exp_dir)
+    assert set(oof["fold"].unique()) == {0, 1, 2}
+    assert oof.select("series_id", "step").is_duplicated().sum() == 0
+    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    solution = m.read_events().filter(pl.col("step").is_not_null())
+    assert len(solution_of(oof, solution)) == len(solution)
+    metrics = pl.read_csv(trained.exp_dir / "oof_metrics.csv")
+    assert metrics.filter(pl.col("event") == "score")["ap"][0] >= 0
+
+
+def test_a_retrained_fold_makes_the_oof_file_stale(trained, tmp_path):
+    exp = tmp_path / trained.exp_name
+    shutil.copytree(trained.exp_dir, exp)
+    with open(exp / "fold1" / "model.pt", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(InputError, match="stale"):
+        read_oof(exp)
+
+
+# ---------------------------------------------------------------- tune
+
+
+def test_nested_score_equals_the_one_computed_by_hand(trained):
+    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    oof = read_oof(trained.exp_dir)
+    base = PostprocessConfig()
+    grid = {"distance": [72, 480], "day_norm": ["none", "max"], "score_th": [0.001, 0.05]}
+    result = run_tune(oof, m, base, grid, n_bootstrap=0)
+
+    solution = solution_of(oof, m.read_events().filter(pl.col("step").is_not_null()))
+    settings = [
+        {"distance": d, "day_norm": n, "score_th": t}
+        for d in grid["distance"]
+        for n in grid["day_norm"]
+        for t in grid["score_th"]
+    ]
+    cands = [
+        oof_candidates(oof, m, PostprocessConfig(**s)) for s in settings
+    ]  # each setting's candidates, every fold
+    nested = []
+    for k in range(3):
+        inner = [
+            event_detection_ap_table(
+                solution.filter(pl.col("fold") != k), c.filter(pl.col("fold") != k)
+            )[1]
+            for c in cands
+        ]
+        best = int(np.argmax(inner))  # the first of equal best ones
+        assert result.chosen[k]["distance"] == settings[best]["distance"]
+        nested.append(cands[best].filter(pl.col("fold") == k))
+    by_hand = event_detection_ap_table(solution, pl.concat(nested))[1]
+    assert result.nested_score == pytest.approx(by_hand, abs=1e-12)
+    overall = [event_detection_ap_table(solution, c)[1] for c in cands]
+    assert result.best == settings[int(np.argmax(overall))]
+
+
+def test_tune_writes_the_setting_and_infer_uses_it(trained, tmp_path, capsys):
+    from sleepdetect.inference import infer
+
+    cfg = load_config(None, [f"output.dir={trained.output.dir}", *TINY])
+    result = tune(cfg)
+    out = capsys.readouterr().out
+    assert "nested OOF: score" in out and "bootstrap interval" in out
+    lo, hi = result.interval
+    assert lo <= hi
+    tuned = load_tuned(cfg.exp_dir)
+    assert (tuned.distance, tuned.day_norm) == (result.best["distance"], result.best["day_norm"])
+
+    # 03_infer with infer.tuned post-processes as tune chose, not as the params say
+    other = {"distance": 480 if tuned.distance == 72 else 72}
+    common = [*TINY, "infer.phase=train", f"postprocess.distance={other['distance']}"]
+    plain = pl.read_csv(infer(load_config(None, [f"output.dir={trained.output.dir}", *common])))
+    with_tuned = pl.read_csv(
+        infer(
+            load_config(None, [f"output.dir={trained.output.dir}", *common, "infer.tuned=true"])
+        )
+    )
+    assert len(plain) != len(with_tuned)
+    gaps = with_tuned.filter(pl.col("event") == "onset").sort("series_id", "step")
+    steps = gaps.group_by("series_id").agg(pl.col("step").diff().drop_nulls().min().alias("gap"))
+    assert steps["gap"].min() >= tuned.distance
+
+
+def test_tuned_settings_of_other_models_are_refused(trained, tmp_path):
+    exp = tmp_path / trained.exp_name
+    shutil.copytree(trained.exp_dir, exp)
+    with pytest.raises(InputError, match="infer.tuned needs"):
+        shutil.rmtree(exp / "tune", ignore_errors=True)
+        load_tuned(exp)
+    shutil.copytree(trained.exp_dir / "tune", exp / "tune")
+    (exp / "oof.json").write_text('{"folds": {"0": "another"}}\n')
+    with pytest.raises(InputError, match="run tune again"):
+        load_tuned(exp)
+
+
+# ---------------------------------------------------------------- init_from
+
+
+def test_init_from_starts_from_the_named_weights(trained, tmp_path):
+    from sleepdetect.training import train
+
+    source = trained.exp_dir / "fold0"
+    cfg = load_config(
+        None,
+        [
+            f"output.dir={tmp_path}",
+            *TINY,
+            f"model.init_from={source}",
+            "optimizer.lr=0.0",
+            "split.fold=1",
+        ],
+    )
+    shutil.copytree(trained.exp_dir / "prepared", cfg.exp_dir / "prepared")
+    fold = train(cfg)
+    start = torch.load(source / "model.pt", weights_only=True)
+    end = torch.load(fold / "model.pt", weights_only=True)
+    # learning rate 0: the weights stay the ones it started from
+    assert all(torch.equal(start[k], end[k]) for k in start)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.params={hidden_size: 12, num_layers: 1, dropout: 0.0}", "do not fit this model"),
+        ("prepare.features=[anglez, enmo, hour_sin, hour_cos]", "trained on features"),
+    ],
+)
+def test_init_from_a_bundle_that_does_not_fit_fails_clearly(trained, tmp_path, override, message):
+    from sleepdetect.training import train
+
+    cfg = load_config(
+        None,
+        [
+            f"data.dir={trained.data.dir}",
+            f"output.dir={tmp_path}",
+            *TINY,
+            override,
+            f"model.init_from={trained.exp_dir / 'fold0'}",
+            "split.fold=0",
+        ],
+    )
+    prepare(cfg)
+    with pytest.raises(InputError, match=message):
+        train(cfg)
