@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sleepdetect.constants import STEPS_PER_DAY
 from sleepdetect.data.features import (
     FEATURES,
     FULL_FEATURES,
@@ -16,7 +17,6 @@ from sleepdetect.data.features import (
     check_feature_names,
     resolve_feature,
 )
-from sleepdetect.data.io import STEPS_PER_DAY
 from sleepdetect.registry import UnknownComponentError
 
 

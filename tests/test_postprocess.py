@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from sleepdetect.config import PostprocessConfig, load_config
-from sleepdetect.metric import TOLERANCES, event_detection_ap_table
+from sleepdetect.constants import TOLERANCES
+from sleepdetect.metric import event_detection_ap_table
 from sleepdetect.postprocess import (
     STEPS_PER_DAY,
     candidate_mass,

@@ -43,10 +43,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from sleepdetect.constants import EVENTS, TOLERANCES
 from sleepdetect.errors import InputError
-
-TOLERANCES: tuple[int, ...] = (12, 36, 60, 90, 120, 150, 180, 240, 300, 360)
-EVENTS: tuple[str, ...] = ("onset", "wakeup")
 
 Tolerances = Sequence[float] | Mapping[str, Sequence[float]] | None
 

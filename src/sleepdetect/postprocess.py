@@ -35,13 +35,15 @@ import numpy as np
 import polars as pl
 from scipy.signal import find_peaks
 
-from sleepdetect.metric import TOLERANCES
+from sleepdetect.constants import (
+    EVENTS,
+    STEP_SECONDS,
+    STEPS_PER_DAY,
+    STEPS_PER_HOUR,
+    STEPS_PER_MINUTE,
+    TOLERANCES,
+)
 
-STEP_SECONDS = 5
-STEPS_PER_MINUTE = 60 // STEP_SECONDS  # 12
-STEPS_PER_HOUR = 3600 // STEP_SECONDS  # 720
-STEPS_PER_DAY = 24 * STEPS_PER_HOUR  # 17280
-EVENTS: tuple[str, ...] = ("onset", "wakeup")
 DAY_NORMS = ("none", "max", "sum")
 METHODS = ("peaks", "mass")
 # PostprocessConfig fields that only peak finding reads (method: mass ignores them)

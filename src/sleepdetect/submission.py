@@ -8,10 +8,10 @@ from pathlib import Path
 
 import polars as pl
 
+from sleepdetect.constants import EVENTS
 from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path
 
-EVENTS: tuple[str, ...] = ("onset", "wakeup")
 COLUMNS: tuple[str, ...] = ("row_id", "series_id", "step", "event", "score")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
-from sleepdetect.data.io import STEPS_PER_DAY
+from sleepdetect.constants import STEPS_PER_DAY
 from sleepdetect.registry import Registry, UnknownComponentError
 
 FEATURES = Registry("feature")

@@ -35,12 +35,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sleepdetect.constants import EVENTS, STEP_SECONDS
 from sleepdetect.errors import InputError
-
-STEP_SECONDS = 5
-STEPS_PER_DAY = 24 * 3600 // STEP_SECONDS
-EVENT_NAMES = ("onset", "wakeup")
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 # The official schema, dtypes included.
 SERIES_SCHEMA: dict[str, pl.DataType] = {
@@ -380,11 +376,11 @@ def read_events(
         raise InputError(f"{path}: night {raw['night'][i]!r} in row {i + 2} is not a whole number")
     events = raw.with_columns(step=step_f.cast(pl.Int64), night=night)
 
-    unknown = events.filter(~pl.col("event").is_in(EVENT_NAMES))
+    unknown = events.filter(~pl.col("event").is_in(EVENTS))
     if len(unknown):
         raise InputError(
             f"{path}: event {unknown['event'][0]!r} (series {unknown['series_id'][0]!r}) is "
-            f"not one of {', '.join(EVENT_NAMES)}"
+            f"not one of {', '.join(EVENTS)}"
         )
     twice = (
         events.filter(pl.col("step").is_not_null())

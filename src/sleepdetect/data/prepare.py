@@ -22,13 +22,14 @@ import polars as pl
 from tqdm import tqdm
 
 from sleepdetect.config import Config, save_config, to_dict
+from sleepdetect.constants import STEP_SECONDS
 from sleepdetect.data.features import (
     NORMALISATION,
     SeriesSignals,
     build_features,
     check_feature_names,
 )
-from sleepdetect.data.io import STEP_SECONDS, count_rows, iter_series, read_events
+from sleepdetect.data.io import count_rows, iter_series, read_events
 from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path, save_npy, write_json
 

@@ -34,14 +34,16 @@ import pyarrow.parquet as pq
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import lfilter
 
+from sleepdetect.constants import (
+    STEP_SECONDS,
+    STEPS_PER_DAY,
+    STEPS_PER_HOUR,
+    STEPS_PER_MINUTE,
+    TIMESTAMP_FORMAT,
+)
 from sleepdetect.files import atomic_path
 
-STEP_SECONDS = 5
-STEPS_PER_MINUTE = 12
-STEPS_PER_HOUR = 720
-STEPS_PER_DAY = 17280
 TIME_ZONE = "America/New_York"  # the real offsets are only -0400 and -0500
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 SERIES_SCHEMA = pa.schema(
     [

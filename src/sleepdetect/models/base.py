@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-CLASSES = ("sleep", "onset", "wakeup")
-EVENTS = ("onset", "wakeup")
+from sleepdetect.constants import EVENTS
+
+CLASSES = ("sleep", *EVENTS)  # segmentation channels
 
 DecoderFactory = Callable[[int, int], nn.Module]
 """(n_channels, n_classes) -> a decoder; a model calls it once it knows its channel count."""
