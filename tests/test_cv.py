@@ -88,8 +88,10 @@ def test_nights_split_validates_each_night_once_and_trains_beside_it(trained, n_
     events = m.read_events()
     labels = labels_of(m, events)
     margin = 720
-    nights = events.filter(pl.col("step").is_not_null()).group_by("series_id", "night").agg(
-        pl.col("step").min().alias("a"), pl.col("step").max().alias("b")
+    nights = (
+        events.filter(pl.col("step").is_not_null())
+        .group_by("series_id", "night")
+        .agg(pl.col("step").min().alias("a"), pl.col("step").max().alias("b"))
     )
     seen = {(sid, night): 0 for sid, night, _, _ in nights.iter_rows()}
     for fold in range(n_folds):
@@ -163,7 +165,7 @@ def test_nested_score_equals_the_one_computed_by_hand(trained):
     cands = [
         oof_candidates(oof, m, PostprocessConfig(**s)) for s in settings
     ]  # each setting's candidates, every fold
-    nested = []
+    nested, per_fold = [], []
     for k in range(3):
         inner = [
             event_detection_ap_table(
@@ -174,8 +176,12 @@ def test_nested_score_equals_the_one_computed_by_hand(trained):
         best = int(np.argmax(inner))  # the first of equal best ones
         assert result.chosen[k]["distance"] == settings[best]["distance"]
         nested.append(cands[best].filter(pl.col("fold") == k))
-    by_hand = event_detection_ap_table(solution, pl.concat(nested))[1]
-    assert result.nested_score == pytest.approx(by_hand, abs=1e-12)
+        per_fold.append(
+            event_detection_ap_table(solution.filter(pl.col("fold") == k), nested[-1])[1]
+        )
+    assert result.nested_score == pytest.approx(np.mean(per_fold), abs=1e-12)
+    pooled = event_detection_ap_table(solution, pl.concat(nested))[1]
+    assert result.pooled_score == pytest.approx(pooled, abs=1e-12)
     overall = [event_detection_ap_table(solution, c)[1] for c in cands]
     assert result.best == settings[int(np.argmax(overall))]
 
@@ -186,7 +192,7 @@ def test_tune_writes_the_setting_and_infer_uses_it(trained, tmp_path, capsys):
     cfg = load_config(None, [f"output.dir={trained.output.dir}", *TINY])
     result = tune(cfg)
     out = capsys.readouterr().out
-    assert "nested OOF: score" in out and "bootstrap interval" in out
+    assert "nested OOF (mean over folds): score" in out and "bootstrap interval" in out
     lo, hi = result.interval
     assert lo <= hi
     tuned = load_tuned(cfg.exp_dir)
@@ -197,9 +203,7 @@ def test_tune_writes_the_setting_and_infer_uses_it(trained, tmp_path, capsys):
     common = [*TINY, "infer.phase=train", f"postprocess.distance={other['distance']}"]
     plain = pl.read_csv(infer(load_config(None, [f"output.dir={trained.output.dir}", *common])))
     with_tuned = pl.read_csv(
-        infer(
-            load_config(None, [f"output.dir={trained.output.dir}", *common, "infer.tuned=true"])
-        )
+        infer(load_config(None, [f"output.dir={trained.output.dir}", *common, "infer.tuned=true"]))
     )
     assert len(plain) != len(with_tuned)
     gaps = with_tuned.filter(pl.col("event") == "onset").sort("series_id", "step")

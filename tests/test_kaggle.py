@@ -333,3 +333,16 @@ def test_packaging_imports_no_kaggle():
 
     code = "import sys, sleepdetect.kaggle; sys.exit('kaggle' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_kernel_params_carry_the_tuned_post_processing():
+    from sleepdetect.config import PostprocessConfig
+    from sleepdetect.kaggle import kernel_params
+
+    base = load_config(None, ["infer.tuned=true", "postprocess.distance=40"])
+    tuned = PostprocessConfig(method="mass", day_norm="sum", distance=240)
+    params = kernel_params(base, base.kaggle, "sleepdetect-weights", ["exp/fold0"], tuned)
+    # the kernel has no tune/ folder: the chosen setting is written out and tuned is off
+    assert params.postprocess == tuned and params.infer.tuned is False
+    untouched = kernel_params(base, base.kaggle, "sleepdetect-weights", ["exp/fold0"])
+    assert untouched.postprocess.distance == 40

@@ -1,0 +1,87 @@
+"""Benchmark: nested out-of-fold scores of trained experiments under post-processing variants.
+
+For each experiment folder given (trained with every fold, e.g. `python -m sleepdetect run
+params/real-sample.yaml exp_name=NAME --only prepare,train`), runs the nested search of
+`tune` (nothing is chosen on the nights that score it) with the full `tune.grid`, with peak
+finding only, with mass candidates only, and, where lightgbm is installed, with the second stage
+on top. Prints a table (score, onset, wakeup, 95 % bootstrap interval over nights, training
+wall time of the folds), then one JSON line.
+
+    .venv/bin/python bench/cv.py outputs/e1-real outputs/e2-pretrained
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from sleepdetect.config import load_config  # noqa: E402
+from sleepdetect.data.prepare import Manifest  # noqa: E402
+from sleepdetect.oof import read_oof  # noqa: E402
+from sleepdetect.tune import run_tune  # noqa: E402
+
+
+def variants(grid: dict) -> dict[str, dict]:
+    return {
+        "tune.grid": grid,
+        "peaks only": {**grid, "method": ["peaks"]},
+        "mass only": {**grid, "method": ["mass"]},
+    }
+
+
+def training_minutes(exp: Path) -> float:
+    """Wall time of the train stage: first fold config written to last model.pt written."""
+    folds = sorted(exp.glob("fold*"))
+    start = min((f / "config.yaml").stat().st_mtime for f in folds)
+    # a fold folder's log starts when its training does; model.pt is its last file
+    start = min([start, *((f / "log").stat().st_mtime for f in folds if (f / "log").exists())])
+    end = max((f / "model.pt").stat().st_mtime for f in folds)
+    return (end - start) / 60
+
+
+def main(paths: list[str]) -> None:
+    rows = []
+    for path in paths:
+        exp = Path(path)
+        cfg = load_config(exp / "config.yaml")
+        manifest = Manifest.load(exp / "prepared" / "train")
+        oof = read_oof(exp)
+        for name, grid in variants(cfg.tune.grid).items():
+            start = time.perf_counter()
+            r = run_tune(oof, manifest, cfg.postprocess, grid, cfg.tune.bootstrap, cfg.seed)
+            per_event = dict(r.table.group_by("event").agg(pl.col("ap").mean()).iter_rows())
+            rows.append(
+                {
+                    "experiment": exp.name,
+                    "post-processing": name,
+                    "nested": r.nested_score,
+                    "onset": per_event.get("onset"),
+                    "wakeup": per_event.get("wakeup"),
+                    "interval": [round(x, 4) for x in r.interval],
+                    "train_min": training_minutes(exp),
+                    "tune_s": time.perf_counter() - start,
+                }
+            )
+    print(
+        f"{'experiment':<22} {'post-processing':<16} nested  onset   wakeup  95 % interval"
+        "    train min  tune s"
+    )
+    for r in rows:
+        lo, hi = r["interval"]
+        print(
+            f"{r['experiment']:<22} {r['post-processing']:<16} {r['nested']:.4f}  "
+            f"{r['onset']:.4f}  {r['wakeup']:.4f}  {lo:.3f}-{hi:.3f}   {r['train_min']:8.1f}"
+            f"  {r['tune_s']:6.1f}"
+        )
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
