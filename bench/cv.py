@@ -3,9 +3,10 @@
 For each experiment folder given (trained with every fold, e.g. `python -m sleepdetect run
 params/real-sample.yaml exp_name=NAME --only prepare,train`), runs the nested search of
 `tune` (nothing is chosen on the nights that score it) with the full `tune.grid`, with peak
-finding only, with mass candidates only, and, where lightgbm is installed, with the second stage
-on top. Prints a table (score, onset, wakeup, 95 % bootstrap interval over nights, training
-wall time of the folds), then one JSON line.
+finding only, with mass candidates only, with the series-edge options added, and (on the full
+grid) with the second stage (needs lightgbm). Prints a table (nested score, onset, wakeup, 95 %
+bootstrap interval over nights, the pooled figure, with the second stage, training wall time of
+the folds), then one JSON line.
 
     .venv/bin/python bench/cv.py outputs/e1-real outputs/e2-pretrained
 """
@@ -33,6 +34,11 @@ def variants(grid: dict) -> dict[str, dict]:
         "tune.grid": grid,
         "peaks only": {**grid, "method": ["peaks"]},
         "mass only": {**grid, "method": ["mass"]},
+        "+ series edges": {
+            **grid,
+            "edge_decay_hours": [0.0, 6.0],
+            "start_wakeup_factor": [1.0, 0.3],
+        },
     }
 
 
@@ -55,7 +61,15 @@ def main(paths: list[str]) -> None:
         oof = read_oof(exp)
         for name, grid in variants(cfg.tune.grid).items():
             start = time.perf_counter()
-            r = run_tune(oof, manifest, cfg.postprocess, grid, cfg.tune.bootstrap, cfg.seed)
+            r = run_tune(
+                oof,
+                manifest,
+                cfg.postprocess,
+                grid,
+                cfg.tune.bootstrap,
+                cfg.seed,
+                stage2=name == "tune.grid",
+            )
             per_event = dict(r.table.group_by("event").agg(pl.col("ap").mean()).iter_rows())
             rows.append(
                 {
@@ -65,20 +79,23 @@ def main(paths: list[str]) -> None:
                     "onset": per_event.get("onset"),
                     "wakeup": per_event.get("wakeup"),
                     "interval": [round(x, 4) for x in r.interval],
+                    "pooled": r.pooled_score,
+                    "stage2": r.stage2_score,
                     "train_min": training_minutes(exp),
                     "tune_s": time.perf_counter() - start,
                 }
             )
     print(
-        f"{'experiment':<22} {'post-processing':<16} nested  onset   wakeup  95 % interval"
-        "    train min  tune s"
+        f"{'experiment':<22} {'post-processing':<15} nested  onset   wakeup  95 % interval"
+        "  pooled  +stage2  train min  tune s"
     )
     for r in rows:
         lo, hi = r["interval"]
+        stage2 = "-" if r["stage2"] is None else f"{r['stage2']:.4f}"
         print(
-            f"{r['experiment']:<22} {r['post-processing']:<16} {r['nested']:.4f}  "
-            f"{r['onset']:.4f}  {r['wakeup']:.4f}  {lo:.3f}-{hi:.3f}   {r['train_min']:8.1f}"
-            f"  {r['tune_s']:6.1f}"
+            f"{r['experiment']:<22} {r['post-processing']:<15} {r['nested']:.4f}  "
+            f"{r['onset']:.4f}  {r['wakeup']:.4f}  {lo:.3f}-{hi:.3f}    {r['pooled']:.4f}  "
+            f"{stage2:>7}  {r['train_min']:9.1f}  {r['tune_s']:6.1f}"
         )
     print(json.dumps(rows))
 

@@ -272,3 +272,26 @@ def test_init_from_a_bundle_that_does_not_fit_fails_clearly(trained, tmp_path, o
     prepare(cfg)
     with pytest.raises(InputError, match=message):
         train(cfg)
+
+
+def test_second_stage_nested_score_uses_other_folds_only(trained):
+    pytest.importorskip("lightgbm")
+    from sleepdetect.stage2 import rescore_out_of_fold, score_traces
+
+    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    oof = read_oof(trained.exp_dir)
+    grid = {"distance": [72, 480]}
+    result = run_tune(oof, m, PostprocessConfig(), grid, n_bootstrap=0, stage2=True)
+    solution = solution_of(oof, m.read_events().filter(pl.col("step").is_not_null()))
+    traces = score_traces(oof, m)
+    per_fold = []
+    for chosen in result.chosen:
+        k = chosen["fold"]
+        cands = oof_candidates(oof, m, PostprocessConfig(distance=chosen["distance"]))
+        rescored = rescore_out_of_fold(cands, traces, m, solution)
+        per_fold.append(
+            event_detection_ap_table(
+                solution.filter(pl.col("fold") == k), rescored.filter(pl.col("fold") == k)
+            )[1]
+        )
+    assert result.stage2_score == pytest.approx(np.mean(per_fold), abs=1e-12)

@@ -55,6 +55,7 @@ class TuneResult:
     chosen: list[dict[str, Any]]  # per outer fold: the setting chosen on the other folds
     best: dict[str, Any]  # the setting chosen on all folds
     grid: pl.DataFrame  # every setting's pooled score
+    stage2_score: float | None = None  # nested score with the second stage, when asked
 
 
 def grid_settings(base: PostprocessConfig, grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -106,8 +107,11 @@ def run_tune(
     grid: dict[str, list[Any]],
     n_bootstrap: int = 1000,
     seed: int = 0,
+    stage2: bool = False,
 ) -> TuneResult:
-    """The nested search on OOF scores (see the module docstring)."""
+    """The nested search on OOF scores (see the module docstring). With `stage2`, each fold's
+    candidates under its chosen setting are also rescored by LightGBM trained on the other
+    folds' candidates (stage2.py), and that nested score is reported beside."""
     settings = grid_settings(base, grid)
     if "day_repeat" not in manifest.feature_names:
         kept = [s for s in settings if not s.get("suppress_repeated")]
@@ -160,7 +164,27 @@ def run_tune(
     )
     best = settings[int(np.argmax(overall))]
     nested_score = float(np.mean([c["score_this_fold"] for c in chosen]))
-    return TuneResult(nested_score, pooled, interval, table, chosen, best, grid_frame)
+    stage2_score = None
+    if stage2:
+        from sleepdetect.stage2 import rescore_out_of_fold, score_traces
+
+        traces = score_traces(oof, manifest)
+        rescored = {
+            c: rescore_out_of_fold(per_setting[c], traces, manifest, solution, seed=seed)
+            for c in set(choice.tolist())
+        }
+        stage2_score = float(
+            np.mean(
+                [
+                    event_detection_ap_table(
+                        solution.filter(pl.col("fold") == k),
+                        rescored[c].filter(pl.col("fold") == k),
+                    )[1]
+                    for c, k in zip(choice, folds, strict=True)
+                ]
+            )
+        )
+    return TuneResult(nested_score, pooled, interval, table, chosen, best, grid_frame, stage2_score)
 
 
 def bootstrap_interval(
