@@ -1,12 +1,12 @@
 """Benchmark: nested out-of-fold scores of trained experiments under post-processing variants.
 
 For each experiment folder given (trained with every fold, e.g. `python -m sleepdetect run
-params/real-sample.yaml exp_name=NAME --only prepare,train`), runs the nested search of
-`tune` (nothing is chosen on the nights that score it) with the full `tune.grid`, with peak
-finding only, with mass candidates only, with the series-edge options added, and (on the full
-grid) with the second stage (needs lightgbm). Prints a table (nested score, onset, wakeup, 95 %
-bootstrap interval over nights, the pooled figure, with the second stage, training wall time of
-the folds), then one JSON line.
+params/real-sample.yaml exp_name=NAME --only prepare,train`), runs the nested search of `tune`
+(nothing is chosen on the nights that score it) with `tune.grid`, with peak finding instead of
+mass candidates, with both (312 settings), and without the series-edge options; on tune.grid
+also with the second stage (needs lightgbm). Prints a table (nested score, onset, wakeup, 95 %
+bootstrap interval over nights, the pooled figure, with the second stage, training wall time
+of the folds), then one JSON line.
 
     .venv/bin/python bench/cv.py outputs/e1-real outputs/e2-pretrained
 """
@@ -28,17 +28,28 @@ from sleepdetect.data.prepare import Manifest  # noqa: E402
 from sleepdetect.oof import read_oof  # noqa: E402
 from sleepdetect.tune import run_tune  # noqa: E402
 
+# the peak-finding options crossed with the day options: 288 settings, 312 with tune.grid's mass
+PEAKS = {
+    "method": ["peaks"],
+    "distance": [72, 240, 480],
+    "peak_offsets": [[], [-120, -36, 36, 120]],
+    "minute_snap": [False, True],
+    "day_norm": ["none", "max", "sum"],
+    "day_start_hour": [12, 5],
+    "day_start_hour_wakeup": [None, 0],
+    "suppress_repeated": [False, True],
+}
+EDGES = ("edge_decay_hours", "start_wakeup_factor")
+
 
 def variants(grid: dict) -> dict[str, dict]:
+    """tune.grid (mass candidates), peaks instead, both (the 312-setting search), and
+    tune.grid without the series-edge options."""
     return {
         "tune.grid": grid,
-        "peaks only": {**grid, "method": ["peaks"]},
-        "mass only": {**grid, "method": ["mass"]},
-        "+ series edges": {
-            **grid,
-            "edge_decay_hours": [0.0, 6.0],
-            "start_wakeup_factor": [1.0, 0.3],
-        },
+        "peaks": PEAKS,
+        "peaks + mass": {**PEAKS, "method": ["peaks", "mass"]},
+        "no edges": {k: v for k, v in grid.items() if k not in EDGES},
     }
 
 

@@ -229,7 +229,15 @@ def tune(cfg: Config) -> TuneResult:
     manifest = Manifest.load(exp / "prepared" / "train")
     n_settings = len(grid_settings(cfg.postprocess, cfg.tune.grid))
     print(f"tune: {n_settings} settings, nested over the folds of {exp / 'oof.parquet'}")
-    result = run_tune(oof, manifest, cfg.postprocess, cfg.tune.grid, cfg.tune.bootstrap, cfg.seed)
+    result = run_tune(
+        oof,
+        manifest,
+        cfg.postprocess,
+        cfg.tune.grid,
+        cfg.tune.bootstrap,
+        cfg.seed,
+        stage2=cfg.tune.stage2,
+    )
     out = exp / "tune"
     write_metrics(result.table, result.nested_score, out / "metrics.csv")
     with atomic_path(out / "nested.csv") as tmp:
@@ -245,6 +253,8 @@ def tune(cfg: Config) -> TuneResult:
     lo, hi = result.interval
     print(format_score(result.table, result.nested_score, "nested OOF (mean over folds)"))
     print(f"  95 % bootstrap interval over nights: {lo:.4f} - {hi:.4f}")
+    if result.stage2_score is not None:
+        print(f"  with the second stage (LightGBM rescoring): {result.stage2_score:.4f}")
     print(
         f"  all folds' nested candidates scored together: {result.pooled_score:.4f} (lower "
         "when folds chose settings whose scores rank differently across nights)"
