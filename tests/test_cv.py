@@ -28,6 +28,7 @@ TINY = [
     "trainer.batch_size=8",
     "trainer.max_epochs=1",
     "trainer.checkpoint=last",
+    "trainer.fold_workers=2",  # the fixture trains two folds at once, in two processes
     "split.kind=nights",
     "split.n_folds=3",
     "split.margin=720",
@@ -123,6 +124,17 @@ def test_nights_split_needs_enough_nights(trained):
 
 
 # ---------------------------------------------------------------- out of fold
+
+
+def test_folds_trained_with_the_same_config_are_kept(trained, capsys):
+    from sleepdetect.training import train_folds
+
+    before = {f: (trained.exp_dir / f"fold{f}" / "model.pt").stat().st_mtime_ns for f in range(3)}
+    train_folds(trained)
+    out = capsys.readouterr().out
+    assert out.count("already trained with this config") == 3
+    after = {f: (trained.exp_dir / f"fold{f}" / "model.pt").stat().st_mtime_ns for f in range(3)}
+    assert before == after
 
 
 def test_oof_covers_every_labelled_night_once(trained):
