@@ -2,11 +2,12 @@
 
 For each experiment folder given (trained with every fold, e.g. `python -m sleepdetect run
 params/real-sample.yaml exp_name=NAME --only prepare,train`), runs the nested search of `tune`
-(nothing is chosen on the nights that score it) with `tune.grid`, with peak finding instead of
-mass candidates, with both (312 settings), and without the series-edge options; on tune.grid
-also with the second stage (needs lightgbm). Prints a table (nested score, onset, wakeup, 95 %
-bootstrap interval over nights, the pooled figure, with the second stage, training wall time
-of the folds), then one JSON line.
+(nothing is chosen on the nights that score it) with the default `tune.grid` (whatever grid
+the experiment ran with), with peak finding instead of mass candidates, with both (312
+settings), and without the series-edge options; on the default grid also with the second
+stage (needs lightgbm). Prints a table (nested score, onset, wakeup, 95 % bootstrap interval
+over nights, the pooled figure, with the second stage, training wall time of the folds), then
+one JSON line.
 
     .venv/bin/python bench/cv.py outputs/e1-real outputs/e2-pretrained
 """
@@ -23,7 +24,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from sleepdetect.config import load_config  # noqa: E402
+from sleepdetect.config import TuneConfig, load_config  # noqa: E402
 from sleepdetect.data.prepare import Manifest  # noqa: E402
 from sleepdetect.oof import read_oof  # noqa: E402
 from sleepdetect.tune import run_tune  # noqa: E402
@@ -70,7 +71,7 @@ def main(paths: list[str]) -> None:
         cfg = load_config(exp / "config.yaml")
         manifest = Manifest.load(exp / "prepared" / "train")
         oof = read_oof(exp)
-        for name, grid in variants(cfg.tune.grid).items():
+        for name, grid in variants(TuneConfig().grid).items():
             start = time.perf_counter()
             r = run_tune(
                 oof,
