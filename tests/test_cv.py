@@ -265,6 +265,7 @@ def test_init_from_starts_from_the_named_weights(trained, tmp_path):
     [
         ("model.params={hidden_size: 12, num_layers: 1, dropout: 0.0}", "do not fit this model"),
         ("prepare.features=[anglez, enmo, hour_sin, hour_cos]", "trained on features"),
+        ("model.init_from=/nowhere/fold0", "no trained bundle there; train it first"),
     ],
 )
 def test_init_from_a_bundle_that_does_not_fit_fails_clearly(trained, tmp_path, override, message):
@@ -276,8 +277,8 @@ def test_init_from_a_bundle_that_does_not_fit_fails_clearly(trained, tmp_path, o
             f"data.dir={trained.data.dir}",
             f"output.dir={tmp_path}",
             *TINY,
-            override,
             f"model.init_from={trained.exp_dir / 'fold0'}",
+            override,
             "split.fold=0",
         ],
     )

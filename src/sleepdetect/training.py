@@ -301,6 +301,12 @@ def _trained_with(fold_dir: Path, cfg: Config) -> bool:
 
 def _init_weights(model: SleepModel, path: str, feature_names: list[str]) -> None:
     """`model.init_from`: start from another bundle's weights (same architecture, features)."""
+    if not (Path(path) / "model.pt").is_file():
+        raise InputError(
+            f"model.init_from={path}: no trained bundle there; train it first (for the real "
+            "recipe: python -m sleepdetect run params/synth-pretrain.yaml --only prepare,train) "
+            "or set model.init_from=null"
+        )
     source = load_bundle(path)
     if source.config.prepare.features != feature_names:
         raise InputError(
