@@ -238,6 +238,25 @@ def test_tuned_settings_of_other_models_are_refused(trained, tmp_path):
 # ---------------------------------------------------------------- init_from
 
 
+def test_a_retrained_init_bundle_makes_its_folds_stale(trained, tmp_path):
+    from sleepdetect.training import _trained_with
+
+    source = tmp_path / "pretrained"
+    shutil.copytree(trained.exp_dir / "fold0", source)
+    cfg = load_config(None, [f"output.dir={tmp_path}", *TINY, f"model.init_from={source}"])
+    fold_cfg = load_config(
+        None, [f"output.dir={tmp_path}", *TINY, f"model.init_from={source}", "split.fold=1"]
+    )
+    shutil.copytree(trained.exp_dir / "prepared", cfg.exp_dir / "prepared")
+    from sleepdetect.training import train
+
+    fold = train(fold_cfg)
+    assert _trained_with(fold, fold_cfg)
+    with open(source / "model.pt", "ab") as f:  # the pretrained bundle changes
+        f.write(b"\0")
+    assert not _trained_with(fold, fold_cfg)
+
+
 def test_init_from_starts_from_the_named_weights(trained, tmp_path):
     from sleepdetect.training import train
 

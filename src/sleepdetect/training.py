@@ -37,7 +37,7 @@ from sleepdetect.data.windows import (
     split_segments,
 )
 from sleepdetect.errors import InputError
-from sleepdetect.files import atomic_path
+from sleepdetect.files import atomic_path, write_text
 from sleepdetect.inference import load_bundle, predict_series
 from sleepdetect.metric import event_detection_ap_table, write_metrics
 from sleepdetect.models import build_model
@@ -295,8 +295,25 @@ def _saved_config_is(fold_dir: Path, cfg: Config) -> bool:
 
 
 def _trained_with(fold_dir: Path, cfg: Config) -> bool:
+    """The fold is complete, of this config, and started from the same `init_from` weights
+    (a pretrained bundle retrained since makes the fold stale)."""
     complete = (fold_dir / "model.pt").is_file() and (fold_dir / "oof.parquet").is_file()
-    return complete and _saved_config_is(fold_dir, cfg)
+    if not (complete and _saved_config_is(fold_dir, cfg)):
+        return False
+    return not cfg.model.init_from or _read_text(fold_dir / INIT_RECORD) == _init_hash(cfg)
+
+
+INIT_RECORD = "init_from.sha256"
+
+
+def _init_hash(cfg: Config) -> str:
+    from sleepdetect.oof import file_hash
+
+    return file_hash(Path(cfg.model.init_from) / "model.pt")
+
+
+def _read_text(path: Path) -> str | None:
+    return path.read_text().strip() if path.is_file() else None
 
 
 def _init_weights(model: SleepModel, path: str, feature_names: list[str]) -> None:
@@ -358,6 +375,7 @@ def train(cfg: Config) -> Path:
     model = build_model(cfg.model, in_channels=len(manifest.feature_names))
     if cfg.model.init_from:
         _init_weights(model, cfg.model.init_from, manifest.feature_names)
+        write_text(fold_dir / INIT_RECORD, _init_hash(cfg) + "\n")
     mixing = cfg.augment.mixup_prob or cfg.augment.cutmix_prob or cfg.augment.reverse_prob
     if mixing and model.target_kind != "segmentation":
         raise ConfigError(
