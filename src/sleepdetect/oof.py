@@ -39,6 +39,7 @@ def file_hash(path: Path) -> str:
 
 
 def trained_folds(cfg: Config) -> list[int]:
+    """The folds 02_train trains: `split.fold`, or every fold when it is None."""
     n = fold_count(cfg.split.kind, cfg.split.n_folds)
     return list(range(n)) if cfg.split.fold is None else [cfg.split.fold]
 

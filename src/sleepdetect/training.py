@@ -247,11 +247,11 @@ def train_folds(cfg: Config) -> Path:
     """The 02_train stage: train fold `split.fold`, or every fold when it is None (a fold
     whose bundle was already trained with this config is kept), then gather the out-of-fold
     predictions of every trained fold (oof.py). Returns `<exp>/oof.parquet`."""
-    from sleepdetect.oof import gather_oof
+    from sleepdetect.oof import gather_oof, trained_folds
 
     n = fold_count(cfg.split.kind, cfg.split.n_folds)
     todo = []
-    for fold in range(n) if cfg.split.fold is None else [cfg.split.fold]:
+    for fold in trained_folds(cfg):
         fold_cfg = replace(cfg, split=replace(cfg.split, fold=fold))
         if _trained_with(cfg.exp_dir / f"fold{fold}", fold_cfg):
             print(f"fold {fold}: already trained with this config")
