@@ -308,7 +308,8 @@ def test_init_from_a_bundle_that_does_not_fit_fails_clearly(trained, tmp_path, o
 
 def test_second_stage_nested_score_uses_other_folds_only(trained):
     pytest.importorskip("lightgbm")
-    from sleepdetect.stage2 import rescore_out_of_fold, score_traces
+    from sleepdetect.oof import score_traces
+    from sleepdetect.stage2 import rescore_out_of_fold
 
     m = Manifest.load(trained.exp_dir / "prepared" / "train")
     oof = read_oof(trained.exp_dir)

@@ -22,7 +22,7 @@ from sleepdetect.config import PostprocessConfig, load_config
 from sleepdetect.data.prepare import Manifest, SeriesEntry, prepare
 from sleepdetect.data.synthetic import write_synthetic
 from sleepdetect.metric import TOLERANCES, event_detection_ap_table
-from sleepdetect.oof import oof_candidates, solution_of
+from sleepdetect.oof import oof_candidates, score_traces, solution_of
 from sleepdetect.postprocess import STEPS_PER_DAY, STEPS_PER_HOUR, day_start_of
 
 pytest.importorskip("lightgbm")
@@ -91,9 +91,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
         )
     oof = pl.concat(frames)
     candidates = oof_candidates(oof, manifest, PostprocessConfig(peak_offsets=[-96, -36, 36, 96]))
-    return Case(
-        manifest, oof, candidates, stage2.score_traces(oof, manifest), solution_of(oof, labels)
-    )
+    return Case(manifest, oof, candidates, score_traces(oof, manifest), solution_of(oof, labels))
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import polars as pl
 
 from sleepdetect.candidates import predict_candidates
 from sleepdetect.config import Config, PostprocessConfig
+from sleepdetect.constants import EVENTS
 from sleepdetect.data.prepare import Manifest
 from sleepdetect.data.windows import fold_count
 from sleepdetect.errors import InputError
@@ -90,23 +91,37 @@ def read_oof(exp_dir: Path) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
+def _per_step(
+    oof: pl.DataFrame, manifest: Manifest, columns: tuple[str, ...], fill: float, dtype: type
+) -> dict[str, np.ndarray]:
+    """One (steps, len(columns)) array per series of `oof`'s columns, `fill` where a step has
+    no row."""
+    out = {}
+    for (sid,), part in oof.group_by(["series_id"], maintain_order=True):
+        array = np.full((manifest.lengths[str(sid)], len(columns)), fill, dtype)
+        array[part["step"].to_numpy()] = part.select(*columns).to_numpy()
+        out[str(sid)] = array
+    return out
+
+
+def score_traces(oof: pl.DataFrame, manifest: Manifest) -> dict[str, np.ndarray]:
+    """Per-step scores (series_id, step, onset, wakeup[, fold]) -> one (steps, 2) float32
+    onset/wakeup trace per series, zeros where a step has no score."""
+    return _per_step(oof, manifest, EVENTS, 0.0, np.float32)
+
+
 def oof_candidates(
     oof: pl.DataFrame, manifest: Manifest, postprocess: PostprocessConfig
 ) -> pl.DataFrame:
     """Candidates of every validated stretch, with the `fold` that validated each. The stretches
     of one series are post-processed as one trace, as inference does with the whole series
     (they meet in the gaps between nights, where scores are low), once per series."""
+    folds = _per_step(oof, manifest, ("fold",), -1, np.int64)
     frames = []
-    for (sid,), part in oof.group_by(["series_id"], maintain_order=True):
-        steps = part["step"].to_numpy()
-        trace = np.zeros((manifest.lengths[sid], 2), np.float32)
-        trace[steps] = part.select("onset", "wakeup").to_numpy()
-        fold = np.full(len(trace), -1, np.int64)
-        fold[steps] = part["fold"].to_numpy()
-        cand = predict_candidates(manifest, str(sid), trace, postprocess)
-        frames.append(
-            cand.with_columns(fold=pl.Series(fold[cand["step"].to_numpy()], dtype=pl.Int64))
-        )
+    for sid, trace in score_traces(oof, manifest).items():
+        cand = predict_candidates(manifest, sid, trace, postprocess)
+        fold = folds[sid][cand["step"].to_numpy(), 0]
+        frames.append(cand.with_columns(fold=pl.Series(fold, dtype=pl.Int64)))
     return pl.concat(frames).filter(pl.col("fold") >= 0)
 
 

@@ -79,18 +79,6 @@ def _lightgbm():
 # ---------------------------------------------------------------- inputs
 
 
-def score_traces(oof: pl.DataFrame, manifest: Manifest) -> dict[str, np.ndarray]:
-    """Per-step scores (series_id, step, onset, wakeup[, fold]) -> one (steps, 2) float32
-    onset/wakeup trace per series, zeros where a step has no score: the layout the features
-    index by step, as `oof.oof_candidates` builds it."""
-    out = {}
-    for (sid,), part in oof.group_by(["series_id"], maintain_order=True):
-        trace = np.zeros((manifest.lengths[str(sid)], 2), np.float32)
-        trace[part["step"].to_numpy()] = part.select(*EVENTS).to_numpy()
-        out[str(sid)] = trace
-    return out
-
-
 def _seconds_of_day(first_timestamp: str, steps: np.ndarray) -> np.ndarray:
     """Local seconds since midnight of each step (the series' first UTC offset throughout,
     like the day windows of postprocess)."""

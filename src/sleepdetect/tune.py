@@ -166,7 +166,8 @@ def run_tune(
     nested_score = float(np.mean([c["score_this_fold"] for c in chosen]))
     stage2_score = None
     if stage2:
-        from sleepdetect.stage2 import rescore_out_of_fold, score_traces
+        from sleepdetect.oof import score_traces
+        from sleepdetect.stage2 import rescore_out_of_fold
 
         traces = score_traces(oof, manifest)
         rescored = {
