@@ -271,14 +271,20 @@ def test_fractional_step_is_an_error(tmp_path):
 
 def test_non_numeric_step(tmp_path):
     path = write_events(tmp_path, "a,1,onset,abc,\n")
-    with pytest.raises(InputError, match="'abc' in row 2 is not a number"):
+    with pytest.raises(
+        InputError, match="'step' must be numeric, but line 2 holds 'abc'; write a"
+    ) as info:
         read_events(path)
+    assert str(path) in str(info.value)
 
 
 def test_unknown_event_name(tmp_path):
     path = write_events(tmp_path, "a,1,nap,10,\n")
-    with pytest.raises(InputError, match="event 'nap' .* not one of onset, wakeup"):
+    with pytest.raises(
+        InputError, match="unknown event name 'nap' .* valid names: onset, wakeup"
+    ) as info:
         read_events(path)
+    assert str(path) in str(info.value)
 
 
 def test_two_onsets_in_one_night(tmp_path):

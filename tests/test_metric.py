@@ -20,10 +20,8 @@ from sleepdetect.metric import (
     TOLERANCES,
     event_detection_ap,
     event_detection_ap_table,
-    read_solution_csv,
-    read_submission_csv,
-    score_command,
 )
+from sleepdetect.scoring import read_solution_csv, read_submission_csv, score_command
 
 EVENTS = ["onset", "wakeup"]
 SERIES = ["s1", "s2", "s3"]
@@ -373,7 +371,7 @@ def write(tmp_path, name, text):
     ("text", "expected"),
     [
         ("", "is empty"),
-        ("series_id,step,event\na,1,onset\n", "lacks column 'score'"),
+        ("series_id,step,event\na,1,onset\n", "column 'score' is missing.*needs series_id"),
         (
             "row_id,series_id,step,event,score\n0,a,ten,onset,0.5\n",
             "'step' must be numeric.*line 2.*'ten'",
@@ -400,7 +398,7 @@ def test_bad_submission_csv(tmp_path, csvs, text, expected):
     ("text", "expected"),
     [
         ("", "is empty"),
-        ("series_id,night,step\na,1,5\n", "lacks column 'event'"),
+        ("series_id,night,step\na,1,5\n", "column 'event' is missing.*needs series_id"),
         ("series_id,event,step\na,onset,\n", "no row has a step"),
         ("series_id,event,step\n", "no row has a step"),
         ("series_id,event,step\na,onset,5x\n", "'step' must be numeric.*'5x'"),

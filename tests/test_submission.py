@@ -7,8 +7,9 @@ import polars as pl
 import pytest
 
 from sleepdetect.errors import InputError
-from sleepdetect.metric import event_detection_ap, read_submission_csv
+from sleepdetect.metric import event_detection_ap
 from sleepdetect.postprocess import detect_events
+from sleepdetect.scoring import read_submission_csv
 from sleepdetect.submission import COLUMNS, write_submission
 
 

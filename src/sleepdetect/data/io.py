@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -324,6 +324,95 @@ def _check_timestamps(df: pl.DataFrame, where: str) -> np.ndarray:
     return local_sod
 
 
+# ---------------------------------------------------------------- CSV checks
+# Shared by `read_events` and the `score` command's readers (sleepdetect.scoring), so that each
+# check and its message is written once. Line numbers count the header as line 1.
+
+
+def read_csv_text(
+    path: str | os.PathLike[str],
+    columns: Sequence[str],
+    what: str,
+    header: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Read a CSV with every column as text (so a bad value can be reported with its line, not
+    as a parse error). InputError, naming the file and the fix, if it is missing, empty, not a
+    CSV or lacks one of `columns`. `what` names the file in messages ("events"); `header` is the
+    full header to ask for (default: `columns`)."""
+    path = Path(path)
+    header = columns if header is None else header
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found; check the path")
+    empty = InputError(
+        f"{path}: the {what} file is empty; it needs a header line naming "
+        f"{', '.join(header)}, then one row per event"
+    )
+    if path.stat().st_size == 0:
+        raise empty
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except pl.exceptions.NoDataError as e:
+        raise empty from e
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as e:
+        raise InputError(
+            f"{path}: not a readable CSV file ({e}); give a comma-separated file"
+        ) from e
+    for name in columns:
+        if name not in frame.columns:
+            raise InputError(
+                f"{path}: column {name!r} is missing (found "
+                f"{', '.join(frame.columns) or 'no columns'}); the {what} file needs "
+                f"{', '.join(header)}"
+            )
+    return frame
+
+
+def parse_numbers(text: pl.Series, path: str | os.PathLike[str]) -> pl.Series:
+    """A text column as Float64: surrounding blanks are ignored, an empty cell is null (a
+    missing value), anything else that is not a number is an InputError naming the line."""
+    if text.dtype == pl.String:
+        text = text.str.strip_chars().replace("", None)
+    values = text.cast(pl.Float64, strict=False)
+    bad = values.is_null() & text.is_not_null()
+    if bad.any():
+        i = int(bad.arg_max())  # first bad row
+        raise InputError(
+            f"{path}: column {text.name!r} must be numeric, but line {i + 2} holds "
+            f"{text[i]!r}; write a number there (or leave it empty for a missing value)"
+        )
+    return values
+
+
+def parse_steps(text: pl.Series, path: str | os.PathLike[str]) -> pl.Series:
+    """A text step column as Int64 steps (`parse_numbers`, then whole numbers only: "4992.0" is
+    read as 4992; a fraction, NaN or infinity is an InputError naming the line). Empty: null
+    (a night without events)."""
+    values = parse_numbers(text, path)
+    bad = (~values.is_finite() | (values != values.floor())).fill_null(False)
+    if bad.any():
+        i = int(bad.arg_max())
+        fix = "round the steps" if np.isfinite(values[i]) else "write a whole number there"
+        raise InputError(
+            f"{path}: column {text.name!r} must hold whole numbers (5-second steps from 0), but "
+            f"line {i + 2} holds {text[i]!r}, not a whole number; {fix} (or leave it empty for "
+            "a missing step)"
+        )
+    return values.cast(pl.Int64)
+
+
+def check_event_names(frame: pl.DataFrame, path: str | os.PathLike[str]) -> None:
+    """InputError naming the line if column `event` holds a name other than `EVENTS` (empty
+    cells are left to the caller)."""
+    unknown = ~frame["event"].is_in(EVENTS) & frame["event"].is_not_null()
+    if unknown.any():
+        i = int(unknown.arg_max())
+        raise InputError(
+            f"{path}: column 'event' holds unknown event name {frame['event'][i]!r} on line "
+            f"{i + 2} (series {frame['series_id'][i]!r}); valid names: {', '.join(EVENTS)} "
+            "(lower case)"
+        )
+
+
 # ---------------------------------------------------------------- events
 
 
@@ -333,55 +422,17 @@ def read_events(
     """Read `train_events.csv`: series_id, night, event, step (Int64, null for a night
     without events), timestamp. With `series_lengths`, steps are checked against each series."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found; expected the events CSV here")
-    try:
-        raw = pl.read_csv(path, infer_schema=False)
-    except pl.exceptions.NoDataError as e:
-        raise InputError(
-            f"{path}: the file is empty; it needs the header {','.join(EVENTS_COLUMNS)}"
-        ) from e
-    except pl.exceptions.ComputeError as e:
-        raise InputError(f"{path}: not a readable CSV file ({e})") from e
-    for name in ("series_id", "night", "event", "step"):
-        if name not in raw.columns:
-            raise InputError(
-                f"{path}: column {name!r} is missing (found {', '.join(raw.columns)}); the "
-                f"events file needs {', '.join(EVENTS_COLUMNS)}"
-            )
+    raw = read_csv_text(path, ("series_id", "night", "event", "step"), "events", EVENTS_COLUMNS)
     if "timestamp" not in raw.columns:
         raw = raw.with_columns(pl.lit(None, pl.String).alias("timestamp"))
-    raw = raw.select(EVENTS_COLUMNS).with_columns(
-        pl.col("step").str.strip_chars().replace("", None)
-    )
-
-    step_f = raw["step"].cast(pl.Float64, strict=False)
-    bad = raw["step"].is_not_null() & (step_f.is_null() | ~step_f.is_finite())
-    if bad.any():
-        i = int(bad.arg_true()[0])
-        raise InputError(
-            f"{path}: step {raw['step'][i]!r} in row {i + 2} is not a number; steps are whole "
-            "numbers, or empty for a night without events"
-        )
-    frac = step_f.is_not_null() & (step_f != step_f.floor())
-    if frac.any():
-        i = int(frac.arg_true()[0])
-        raise InputError(
-            f"{path}: step {raw['step'][i]} in row {i + 2} is not a whole number; steps count "
-            "5-second epochs"
-        )
+    raw = raw.select(EVENTS_COLUMNS)
+    step = parse_steps(raw["step"], path)
     night = raw["night"].cast(pl.Int64, strict=False)
     if (night.is_null() & raw["night"].is_not_null()).any() or night.is_null().any():
         i = int(night.is_null().arg_true()[0])
-        raise InputError(f"{path}: night {raw['night'][i]!r} in row {i + 2} is not a whole number")
-    events = raw.with_columns(step=step_f.cast(pl.Int64), night=night)
-
-    unknown = events.filter(~pl.col("event").is_in(EVENTS))
-    if len(unknown):
-        raise InputError(
-            f"{path}: event {unknown['event'][0]!r} (series {unknown['series_id'][0]!r}) is "
-            f"not one of {', '.join(EVENTS)}"
-        )
+        raise InputError(f"{path}: night {raw['night'][i]!r} on line {i + 2} is not a whole number")
+    events = raw.with_columns(step=step, night=night)
+    check_event_names(events, path)
     twice = (
         events.filter(pl.col("step").is_not_null())
         .group_by("series_id", "night", "event")
