@@ -7,14 +7,69 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sleepdetect.config import Config, ConfigError, load_config, save_config, valid_keys
+from sleepdetect.config import (
+    Config,
+    ConfigError,
+    load_config,
+    save_config,
+    to_dict,
+    valid_keys,
+)
+from sleepdetect.paths import resolve_path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_defaults_are_the_demo():
+@pytest.mark.parametrize("params", sorted((REPO / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_params_file_changes_exactly_the_keys_it_writes(params):
+    """Every key written in the file has the file's value; every other key keeps its dataclass
+    default (demo.yaml is applied whole, and nothing it does not name changes)."""
+    written = _leaves(yaml.safe_load(params.read_text()) or {})
+    loaded = _leaves(to_dict(load_config(params)))
+    defaults = _leaves(to_dict(Config()))
+    assert set(written) <= set(defaults), f"{params.name} writes unknown keys"
+    assert set(loaded) == set(defaults)
+    for key, default in defaults.items():
+        if key in written:
+            expected = written[key]
+            if key in ("data.dir", "infer.bundles"):  # `input:` paths are looked up
+                expected = (
+                    [resolve_path(b) for b in expected]
+                    if isinstance(expected, list)
+                    else resolve_path(expected)
+                )
+            assert loaded[key] == expected, f"{params.name}: {key}"
+        else:
+            assert loaded[key] == default, f"{params.name}: {key} is not written but changed"
+    assert written, f"{params.name} writes nothing"
+
+
+def test_demo_yaml_is_the_demo_not_the_defaults():
     cfg = load_config(REPO / "params" / "demo.yaml")
-    assert cfg.exp_name == "demo" and cfg.data.dir == "data/synthetic"
+    assert cfg.exp_name == "demo" and cfg.model.name == "DayGRU"
+    assert Config().model.name != cfg.model.name  # the defaults alone do not run the demo
+
+
+def test_defaults_are_the_reference_spec2dcnn_setup():
+    """What config.py's docstring says the dataclass defaults are, and that exp001.yaml, the
+    reference setup written out, agrees with them on the model, features and post-processing."""
+    cfg = Config()
+    m = cfg.model
+    assert (m.name, m.feature_extractor, m.decoder, m.encoder_name) == (
+        "Spec2DCNN",
+        "CNNSpectrogram",
+        "UNet1DDecoder",
+        "resnet34",
+    )
+    assert m.encoder_weights is None and m.downsample_rate == 2
+    assert cfg.prepare.features == ["anglez", "enmo", "hour_sin", "hour_cos"]
+    assert (cfg.windows.length, cfg.windows.sigma) == (5760, 10.0)
+    p = cfg.postprocess
+    assert (p.method, p.score_th, p.distance) == ("peaks", 0.005, 40)
+    assert cfg.data.dir == "data/synthetic"
+    exp001 = load_config(REPO / "params" / "exp001.yaml")
+    for section in ("model", "prepare", "postprocess", "augment", "tune", "infer"):
+        assert getattr(exp001, section) == getattr(cfg, section), section
 
 
 def test_overrides_are_typed_and_nested():
@@ -101,4 +156,17 @@ def _flatten(d: dict, prefix: str = "") -> list[str]:
     for k, v in d.items():
         key = prefix + k
         out += _flatten(v, f"{key}.") if isinstance(v, dict) and key not in leaves else [key]
+    return out
+
+
+def _leaves(d: dict, prefix: str = "") -> dict:
+    """{dotted key: value} of a nested config dict, dict-typed keys (model.params) as leaves."""
+    leaves = set(valid_keys(Config))
+    out = {}
+    for k, v in d.items():
+        key = prefix + k
+        if isinstance(v, dict) and key not in leaves:
+            out.update(_leaves(v, f"{key}."))
+        else:
+            out[key] = v
     return out

@@ -29,11 +29,50 @@ def signals(n: int, seed: int = 0) -> SeriesSignals:
     )
 
 
-def test_every_feature_builds_finite_float32_columns():
+# Longer than a day, so features that compare days (day_repeat) run their comparison.
+N_REGISTRY = STEPS_PER_DAY + 1001
+
+
+@pytest.fixture(scope="module")
+def registry_signals() -> SeriesSignals:
+    return signals(N_REGISTRY)
+
+
+def _registry_cases() -> list[str]:
+    """Every registered name as params write it; rolling ones with a tiny and a usual window."""
+    return [
+        name
+        for base in FEATURES.names()
+        for name in ([f"{base}_1", f"{base}_60"] if base in ROLLING else [base])
+    ]
+
+
+@pytest.mark.parametrize("name", _registry_cases())
+def test_every_registered_feature_gives_one_finite_value_per_step(name, registry_signals):
+    """Every name in the registry (a newly registered feature is covered without an edit
+    here): the function itself returns one finite float per step, and build_features makes
+    it a finite float32 column."""
+    fn, kwargs = resolve_feature(name)
+    raw = np.asarray(fn(registry_signals, **kwargs))
+    assert raw.shape == (N_REGISTRY,), f"{name}: shape {raw.shape}, not one value per step"
+    assert np.issubdtype(raw.dtype, np.floating), f"{name}: dtype {raw.dtype}"
+    assert np.isfinite(raw).all(), f"{name}: non-finite values"
+    x = build_features(registry_signals, [name])
+    assert x.shape == (N_REGISTRY, 1) and x.dtype == np.float32
+    assert np.isfinite(x).all(), f"{name}: non-finite after the float32 cast"
+
+
+def test_registry_cases_cover_every_registered_feature():
+    covered = {resolve_feature(name)[0] for name in _registry_cases()}
+    assert covered == {FEATURES.get(n) for n in FEATURES.names()}
+
+
+def test_full_feature_list_builds_in_order():
     s = signals(3000)
     x = build_features(s, FULL_FEATURES)
     assert x.shape == (3000, len(FULL_FEATURES)) and x.dtype == np.float32
-    assert np.isfinite(x).all()
+    for j, name in enumerate(FULL_FEATURES):
+        np.testing.assert_array_equal(x[:, j], build_features(s, [name])[:, 0])
 
 
 def test_reference_features_follow_the_fixed_constants():

@@ -1,11 +1,14 @@
 """Training targets per model family, on the model's frame grid.
 
-A model declares `target_kind` ("segmentation", "centernet", "detr") and `output_stride`; the
-dataset builds each window's targets with `build_targets(model.target_kind, events,
-downsample_rate=model.output_stride, sigma=..., max_events=...)` and the model's `loss`
-reads them. Requires: one window's events in steps from the window's first step
-(`WindowEvents`). Outputs: a dict of fixed-shape float32/int64/bool numpy arrays, so the
-default DataLoader collate stacks them into batched tensors.
+A model declares `target_kind` ("segmentation", "centernet", "detr") and `downsample_rate`; the
+dataset (data/windows.WindowDataset) builds each window's targets with
+`build_targets(model.target_kind, events, downsample_rate=model.downsample_rate, sigma=...)` and
+the model's `loss` reads them. `max_events` (the DETR set size) is left at its default, 16,
+by every caller in the package (the dataset and models/checks.py), which equals DETR2DCNN's
+default `num_queries`; only the tests pass another value. Requires: one window's events in
+steps from the window's first step (`WindowEvents`). Outputs: a dict of fixed-shape
+float32/int64/bool numpy arrays, so the default DataLoader collate stacks them into batched
+tensors.
 
 Frame `i` covers steps `[i * rate, (i + 1) * rate)`; an event at step `s` belongs to frame
 `s // rate`. Events a little outside the window may be passed: their Gaussian tails still
@@ -184,6 +187,6 @@ def build_targets(
     max_events: int = 16,
 ) -> dict[str, np.ndarray]:
     """Targets of `kind` (a model's `target_kind`) for one window, on the frame grid of
-    `downsample_rate` steps (the model's `output_stride`). `sigma`: Gaussian peak width in
+    `downsample_rate` steps (the model's frame size). `sigma`: Gaussian peak width in
     steps; `max_events`: DETR set size."""
     return TARGET_BUILDERS.get(kind)(events, downsample_rate, sigma, max_events)
