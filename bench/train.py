@@ -70,7 +70,7 @@ def steps_per_second(params: str, n_steps: int = 3) -> dict:
     x = torch.randn(cfg.trainer.batch_size, len(cfg.prepare.features), cfg.windows.length)
     targets = {
         "labels": torch.rand(
-            cfg.trainer.batch_size, -(-cfg.windows.length // model.output_stride), 3
+            cfg.trainer.batch_size, -(-cfg.windows.length // model.downsample_rate), 3
         )
     }
     times = []

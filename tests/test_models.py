@@ -123,7 +123,7 @@ def test_output_shapes_for_any_window_length(model, n_steps):
     with torch.no_grad():
         out = outputs(model(x))
         scores = model.predict_scores(x)
-    frames = math.ceil(n_steps / model.output_stride)
+    frames = math.ceil(n_steps / model.downsample_rate)
     assert {k: tuple(v.shape) for k, v in out.items()} == expected_shapes(model, 2, frames)
     assert all(torch.isfinite(v).all() for v in out.values())
     assert scores.shape == (2, n_steps, 2)
@@ -137,7 +137,7 @@ def test_loss_backward_gives_finite_gradients_down_to_the_input(model):
     x.requires_grad_(True)
     out = model(x)
     if model.target_kind != "detr":  # per-frame targets are built on the model's output grid
-        frames = math.ceil(1000 / model.output_stride)
+        frames = math.ceil(1000 / model.downsample_rate)
         assert all(t.shape[:2] == (2, frames) for t in targets.values())
     loss = model.loss(out, targets)
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -249,7 +249,7 @@ def test_params_file_sections_reach_the_components():
     )
     model = build_model(cfg.model, 3)
     assert model.feature_extractor.kernel_sizes == (8, 4) and model.feature_extractor.height == 8
-    assert model.decoder.lstm.hidden_size == 5 and model.output_stride == 4
+    assert model.decoder.lstm.hidden_size == 5 and model.downsample_rate == 4
     assert model.feature_extractor.branches[0].in_channels == 3  # from the data, not the config
 
 

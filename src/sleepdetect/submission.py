@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -109,19 +110,23 @@ def _check_inside(out: pl.DataFrame, series_lengths: Mapping[str, int], where: s
         schema={"series_id": pl.String, "_length": pl.Int64},
     )
     joined = out.with_row_index("_row").join(lengths, on="series_id", how="left")
-    unknown = joined.filter(pl.col("_length").is_null())
-    if unknown.height:
-        r = unknown.row(0, named=True)
+    unknown = _first_row(joined, pl.col("_length").is_null())
+    if unknown is not None:
         raise InputError(
-            f"{where}: series {r['series_id']!r} (row {r['_row']}) is not among the "
+            f"{where}: series {unknown['series_id']!r} (row {unknown['_row']}) is not among the "
             f"{len(series_lengths)} series given in series_lengths; drop its candidates or "
             "pass its length"
         )
-    outside = joined.filter(pl.col("step") >= pl.col("_length")).sort("_row")
-    if outside.height:
-        r = outside.row(0, named=True)
+    outside = _first_row(joined, pl.col("step") >= pl.col("_length"))
+    if outside is not None:
         raise InputError(
-            f"{where}: step {r['step']} (row {r['_row']}) is past the end of series "
-            f"{r['series_id']!r}, which has {r['_length']} steps (0..{r['_length'] - 1}); "
-            "clip candidates to the series"
+            f"{where}: step {outside['step']} (row {outside['_row']}) is past the end of series "
+            f"{outside['series_id']!r}, which has {outside['_length']} steps "
+            f"(0..{outside['_length'] - 1}); clip candidates to the series"
         )
+
+
+def _first_row(joined: pl.DataFrame, condition: pl.Expr) -> dict[str, Any] | None:
+    """The first row, in input order, where `condition` holds: the one an error names."""
+    hits = joined.filter(condition).sort("_row")
+    return hits.row(0, named=True) if hits.height else None

@@ -261,12 +261,12 @@ class WindowDataset(Dataset):
         labels: list[SeriesLabels],
         length: int,
         target_kind: str,
-        output_stride: int,
+        downsample_rate: int,
         sigma: float,
     ) -> None:
         self.features, self.labels = features, labels
         self.length, self.target_kind = length, target_kind
-        self.output_stride, self.sigma = output_stride, sigma
+        self.downsample_rate, self.sigma = downsample_rate, sigma
 
     def __getitem__(self, item: tuple[int, ...]) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
         series, start = item[:2]
@@ -277,7 +277,7 @@ class WindowDataset(Dataset):
         targets = build_targets(
             self.target_kind,
             self.labels[series].window(start, self.length, stop),
-            downsample_rate=self.output_stride,
+            downsample_rate=self.downsample_rate,
             sigma=self.sigma,
         )
         return torch.from_numpy(np.ascontiguousarray(x.T)), targets

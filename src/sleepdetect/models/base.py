@@ -1,10 +1,10 @@
 """What every model, feature extractor and decoder promises, so the training loop stays generic.
 
 Resolution convention: a model's `forward` returns outputs on a grid of
-`ceil(steps / model.output_stride)` frames, frame `i` covering steps
-`[i * output_stride, (i + 1) * output_stride)`. Targets are built on the same grid
+`ceil(steps / model.downsample_rate)` frames, frame `i` covering steps
+`[i * downsample_rate, (i + 1) * downsample_rate)`. Targets are built on the same grid
 (`sleepdetect.data.targets.build_targets(model.target_kind, ...,
-downsample_rate=model.output_stride)`), so the loss never resamples. `predict_scores`
+downsample_rate=model.downsample_rate)`), so the loss never resamples. `predict_scores`
 always answers at full step resolution.
 """
 
@@ -78,7 +78,7 @@ class SleepModel(nn.Module):
     """A plain nn.Module that also knows its targets, its loss and how to score steps.
 
     Class attributes tell `build_model` which components to pass in and the dataset which
-    targets to build; `output_stride` (set in `__init__`) is the frame size of `forward`.
+    targets to build; `downsample_rate` (set in `__init__`) is the frame size of `forward`.
     """
 
     target_kind: ClassVar[str]
@@ -87,7 +87,7 @@ class SleepModel(nn.Module):
     check_params: ClassVar[dict[str, Any]] = {}
     requires: ClassVar[tuple[str, ...]] = ()
     """Optional packages the model imports when built (e.g. "transformers")."""
-    output_stride: int
+    downsample_rate: int
 
     def loss(self, output: Any, targets: dict[str, Tensor]) -> Tensor:
         """Scalar training loss of `forward`'s output against batched targets."""
@@ -119,4 +119,4 @@ class SegmentationModel(SleepModel):
 
     def scores(self, output: SegmentationOutput, n_steps: int) -> Tensor:
         probs = output.logits[..., 1:].float().sigmoid()  # (batch, frames, 2)
-        return upsample_frames(probs, n_steps, self.output_stride)  # (batch, steps, 2)
+        return upsample_frames(probs, n_steps, self.downsample_rate)  # (batch, steps, 2)

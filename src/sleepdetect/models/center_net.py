@@ -72,7 +72,7 @@ class CenterNet(SleepModel):
         focal_beta: float = 4.0,
     ) -> None:
         super().__init__()
-        self.output_stride = feature_extractor.downsample_rate
+        self.downsample_rate = feature_extractor.downsample_rate
         self.backbone = SpectrogramUNet(
             feature_extractor, encoder_name, encoder_weights, encoder_depth, decoder_channels
         )
@@ -101,7 +101,7 @@ class CenterNet(SleepModel):
         """Each frame's heatmap score lands on the step its offset points to; between those
         steps a slightly lowered interpolated heatmap keeps the curve smooth, so the refined
         step is the local maximum that peak finding picks."""
-        rate = self.output_stride
+        rate = self.downsample_rate
         heat = output.heatmap.float().sigmoid()  # (batch, frames, 2)
         frames = heat.shape[1]
         start = torch.arange(frames, device=heat.device, dtype=heat.dtype).mul(rate)  # (frames,)

@@ -100,7 +100,7 @@ def example_batch(
         build_targets(
             model.target_kind,
             example_events(n_steps, shift=7 * b),
-            downsample_rate=model.output_stride,
+            downsample_rate=model.downsample_rate,
             sigma=sigma,
         )
         for b in range(batch)

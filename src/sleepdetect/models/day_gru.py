@@ -37,7 +37,7 @@ class DayGRU(SegmentationModel):
     (downsample_rate steps -> one vector, by reshape + linear, 12 steps = 1 minute), several
     residual bidirectional GRU layers that carry the sleep state across the day, and a linear
     head per minute. Recurrence over 1440 minutes is cheap and length-free, and a full day
-    shows the model the daily rhythm. Outputs are per frame (output_stride = downsample_rate):
+    shows the model the daily rhythm. Outputs are per frame (one minute):
     labels sit on whole minutes, and minute-level targets are 12x fewer and smoother to learn
     than per-step ones; `scores` interpolates them back to every step."""
 
@@ -55,7 +55,6 @@ class DayGRU(SegmentationModel):
         super().__init__()
         self.downsample_rate = downsample_rate
         self.event_weight = event_weight
-        self.output_stride = downsample_rate
         self.fold = nn.Sequential(
             nn.Linear(in_channels * downsample_rate, hidden_size), nn.LayerNorm(hidden_size)
         )

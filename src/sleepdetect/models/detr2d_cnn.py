@@ -62,7 +62,7 @@ class DETR2DCNN(SleepModel):
         render_sigma: float = 4.0,
     ) -> None:
         super().__init__()
-        self.output_stride = feature_extractor.downsample_rate
+        self.downsample_rate = feature_extractor.downsample_rate
         self.backbone = SpectrogramUNet(
             feature_extractor, encoder_name, encoder_weights, encoder_depth, decoder_channels
         )

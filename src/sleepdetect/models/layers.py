@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -25,3 +25,20 @@ def add_positions(h: Tensor) -> Tensor:
     """(batch, length, dim) + the sinusoidal codes of each position."""
     codes = sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype)  # (length, dim)
     return h + codes  # (batch, length, dim)
+
+
+def transformer_encoder(
+    d_model: int, nhead: int, num_layers: int, dropout: float, dim_feedforward: int | None = None
+) -> nn.TransformerEncoder:
+    """The encoder stack the attention decoders share: pre-norm layers (stable to train without
+    warm-up), batch first, feed-forward 4 x d_model unless given. Nested tensors are off: they
+    only help with padding masks, which frames never need, and pre-norm layers warn about them."""
+    layer = nn.TransformerEncoderLayer(
+        d_model,
+        nhead,
+        dim_feedforward=dim_feedforward or 4 * d_model,
+        dropout=dropout,
+        batch_first=True,
+        norm_first=True,
+    )
+    return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)

@@ -26,7 +26,7 @@ class Spec1D(SegmentationModel):
     def __init__(self, feature_extractor: FeatureExtractor, decoder: DecoderFactory) -> None:
         super().__init__()
         self.feature_extractor = feature_extractor
-        self.output_stride = feature_extractor.downsample_rate
+        self.downsample_rate = feature_extractor.downsample_rate
         self.decoder = decoder(feature_extractor.out_chans * feature_extractor.height, len(CLASSES))
 
     def forward(self, x: Tensor) -> SegmentationOutput:

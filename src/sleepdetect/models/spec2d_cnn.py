@@ -40,7 +40,7 @@ class Spec2DCNN(SegmentationModel):
         decoder_channels: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self.output_stride = feature_extractor.downsample_rate
+        self.downsample_rate = feature_extractor.downsample_rate
         self.backbone = SpectrogramUNet(
             feature_extractor, encoder_name, encoder_weights, encoder_depth, decoder_channels
         )

@@ -79,7 +79,7 @@ class TransformerAutoModel(SegmentationModel):
         model_type = raw.pop("model_type")
         hf_config = transformers.AutoConfig.for_model(model_type, **raw)
         self.feature_extractor = feature_extractor
-        self.output_stride = feature_extractor.downsample_rate
+        self.downsample_rate = feature_extractor.downsample_rate
         self.backbone = transformers.AutoModel.from_config(hf_config)
         hidden = hf_config.hidden_size
         self.proj = nn.Linear(feature_extractor.out_chans * feature_extractor.height, hidden)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from sleepdetect.models.base import Decoder
-from sleepdetect.models.layers import add_positions
+from sleepdetect.models.layers import add_positions, transformer_encoder
 from sleepdetect.models.registries import DECODERS
 
 
@@ -47,15 +47,7 @@ class TransformerCNNDecoder(Decoder):
         self.local_in = nn.Sequential(
             *(_ConvBlock(d_model, kernel_size, dropout) for _ in range(num_conv_layers))
         )
-        layer = nn.TransformerEncoderLayer(
-            d_model,
-            nhead,
-            dim_feedforward=4 * d_model,
-            dropout=dropout,
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(d_model, nhead, num_layers, dropout)
         self.local_out = nn.Sequential(
             *(_ConvBlock(d_model, kernel_size, dropout) for _ in range(num_conv_layers))
         )

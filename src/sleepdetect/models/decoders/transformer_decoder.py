@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from sleepdetect.models.base import Decoder
-from sleepdetect.models.layers import add_positions
+from sleepdetect.models.layers import add_positions, transformer_encoder
 from sleepdetect.models.registries import DECODERS
 
 
@@ -29,15 +29,7 @@ class TransformerDecoder(Decoder):
     ) -> None:
         super().__init__()
         self.proj = nn.Linear(n_channels, d_model)
-        layer = nn.TransformerEncoderLayer(
-            d_model,
-            nhead,
-            dim_feedforward=dim_feedforward or 4 * d_model,
-            dropout=dropout,
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(d_model, nhead, num_layers, dropout, dim_feedforward)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_classes)
 
