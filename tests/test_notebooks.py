@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 import jupytext
 import nbformat
+import polars as pl
 import pytest
 
+from sleepdetect.data.synthetic import write_synthetic
 from tiny_run import TINY_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,6 +110,22 @@ def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
     assert run(REPO / "params" / "demo.yaml", twin) == 0
     rerun = tmp_path / "twin" / "demo" / "infer" / "test" / "submission.csv"
     assert rerun.read_bytes() == stamp_bytes
+
+    # another data folder (issue 13's case): its own series, never the arrays prepared before
+    def series_of(data_dir):
+        return set(pl.read_parquet(data_dir / "test_series.parquet")["series_id"])
+
+    other, third = tmp_path / "other", tmp_path / "third"
+    write_synthetic(other, n_series=2, days=2.0, seed=5)
+    write_synthetic(third, n_series=2, days=2.0, seed=6)
+    moved = [*overrides, f"data.dir={other}"]
+    assert run(REPO / "params" / "demo.yaml", moved, stages=["prepare", "infer"]) == 0
+    assert set(pl.read_csv(submission)["series_id"]) <= series_of(other)
+    # the test file replaced under the same path: infer runs again, on the new file
+    shutil.copy(third / "test_series.parquet", other / "test_series.parquet")
+    assert run(REPO / "params" / "demo.yaml", moved, stages=["infer"]) == 0
+    assert "[infer] notebooks/03_infer.ipynb" in capsys.readouterr().out
+    assert set(pl.read_csv(submission)["series_id"]) <= series_of(third)
 
 
 def test_run_command_reads_overrides_after_options(monkeypatch, capsys):

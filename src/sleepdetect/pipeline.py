@@ -5,6 +5,9 @@ notebooks are never written. A failed stage stops the run and names the notebook
 A stage whose output is complete and whose params are unchanged since it last succeeded is
 skipped (`force` reruns it). Overrides with comma lists (`optimizer.lr=1e-4,5e-4`) sweep:
 each combination runs as its own experiment, and a table of their scores ends the run.
+
+An experiment folder is written by one run at a time: `run_experiment` holds its `.lock`
+(locks.py), so a second run (or a `package` reading it) is refused at once, naming this one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from sleepdetect.config import (
     save_config,
     to_dict,
 )
-from sleepdetect.files import write_json
+from sleepdetect.errors import InputError
+from sleepdetect.files import is_disk_full, write_json, write_text
+from sleepdetect.locks import experiment_lock
 from sleepdetect.paths import project_root
 
 # Stage name -> notebook, in pipeline order.
@@ -42,6 +47,7 @@ _TRAIN_KEYS = (
     "augment",
     "trainer",
     "postprocess",
+    "ensemble",
     "tune",
 )
 STAGE_KEYS = {"prepare": _PREPARE_KEYS, "train": _TRAIN_KEYS, "infer": (*_TRAIN_KEYS, "infer")}
@@ -56,9 +62,32 @@ def stage_output(cfg: Config, stage: str) -> Path:
     }[stage]
 
 
-def _fingerprint(cfg: Config, stage: str) -> str:
+def stage_inputs(cfg: Config, root: Path, stage: str) -> dict[str, str | None]:
+    """The files a stage reads besides its config, by content (None: not there yet): the
+    competition files of its phase, the `init_from` weights, the bundles it averages. A
+    file replaced under the same path makes the stage run again."""
+    from sleepdetect.data.prepare import source_files
+    from sleepdetect.fingerprints import content_fingerprint, file_hash
+
+    phase = cfg.infer.phase if stage == "infer" else cfg.prepare.phase
+    files = {f"data {k}": p for k, p in source_files(root / cfg.data.dir, phase).items()}
+    hashed = {}
+    if stage == "train" and cfg.model.init_from:
+        hashed["init_from"] = root / cfg.model.init_from / "model.pt"
+    if stage in ("train", "infer"):
+        hashed |= {f"outside {b}": root / b / "model.pt" for b in cfg.ensemble.outside}
+    if stage == "infer":
+        bundles = cfg.infer.bundles or sorted(p.name for p in (root / cfg.exp_dir).glob("fold*"))
+        base = root if cfg.infer.bundles else root / cfg.exp_dir
+        hashed |= {f"bundle {b}": base / b / "model.pt" for b in bundles}
+    found = {k: content_fingerprint(p) if p.is_file() else None for k, p in files.items()}
+    return found | {k: file_hash(p) if p.is_file() else None for k, p in hashed.items()}
+
+
+def _fingerprint(cfg: Config, root: Path, stage: str) -> str:
     d = to_dict(cfg)
-    text = json.dumps({k: d[k] for k in STAGE_KEYS[stage]}, sort_keys=True, default=str)
+    inputs = {k: d[k] for k in STAGE_KEYS[stage]} | {"files": stage_inputs(cfg, root, stage)}
+    text = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -71,7 +100,7 @@ def notebook_path(root: Path, name: str) -> Path:
         pair = ipynb.with_suffix(".py")
         if not pair.is_file():
             raise FileNotFoundError(f"{ipynb} and {pair} are both missing")
-        jupytext.write(jupytext.read(pair), ipynb)
+        write_text(ipynb, jupytext.writes(jupytext.read(pair), fmt="ipynb"))
     return ipynb
 
 
@@ -138,9 +167,9 @@ def run_experiment(
     stages: Sequence[str] | None = None,
     force: bool = False,
 ) -> int:
-    """One experiment: its stages in order, skipping those already done with these params."""
-    import papermill as pm
-
+    """One experiment: its stages in order, skipping those already done with these params.
+    Holds the experiment folder's lock throughout (InputError at once if another process
+    holds it)."""
     cfg = load_config(params, overrides)  # fail on a bad key before any notebook starts
     root = project_root() or Path.cwd()
     todo = list(stages) if stages else available_stages(root)
@@ -148,7 +177,21 @@ def run_experiment(
     if unknown:
         raise ConfigError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     out_dir = root / cfg.exp_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with experiment_lock(out_dir):
+        return _run_stages(cfg, root, params, overrides, todo, force, out_dir)
+
+
+def _run_stages(
+    cfg: Config,
+    root: Path,
+    params: str | Path,
+    overrides: Sequence[str],
+    todo: list[str],
+    force: bool,
+    out_dir: Path,
+) -> int:
+    import papermill as pm
+
     save_config(cfg, out_dir / "config.yaml")
     parameters = {"params_file": str(Path(params).resolve()), "overrides": list(overrides)}
 
@@ -158,7 +201,7 @@ def run_experiment(
         name = STAGES[stage]
         executed = out_dir / f"{name}.ipynb"
         marker = out_dir / ".stages" / f"{stage}.json"
-        fingerprint = _fingerprint(cfg, stage)
+        fingerprint = _fingerprint(cfg, root, stage)
         done = marker.is_file() and json.loads(marker.read_text())["fingerprint"] == fingerprint
         if not rerun and done and (root / stage_output(cfg, stage)).is_file():
             print(f"[{stage}] complete with these params: skipped (--force reruns it)")
@@ -182,7 +225,18 @@ def run_experiment(
                 f"{e.ename}: {e.evalue}\nthe executed copy with the traceback: {executed}"
             )
             return 1
+        except OSError as e:  # papermill writes the executed copy itself, not atomically
+            if is_disk_full(e):
+                raise InputError(
+                    f"{executed}: no space left on the device (disk full or quota exceeded) "
+                    f"while papermill wrote it; stage {stage!r} stopped and runs again next "
+                    "time, the outputs of earlier stages are intact. Free space under "
+                    f"{out_dir} (`df -h {out_dir}`) and run the same command again"
+                ) from e
+            raise
         timings.append((stage, time.perf_counter() - start))
+        # what the stage read, as it is now that it ran (an empty data.dir got synthetic files)
+        fingerprint = _fingerprint(cfg, root, stage)
         write_json(marker, {"fingerprint": fingerprint, "output": str(stage_output(cfg, stage))})
 
     print(f"\nrun {cfg.exp_name!r} done; outputs in {out_dir}")

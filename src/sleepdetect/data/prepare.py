@@ -5,7 +5,8 @@ phase); an empty or missing `data.dir` is filled with synthetic data first.
 Outputs, under `<output.dir>/<exp_name>/prepared/<phase>/`:
   features/<series_id>.npy   (steps, features) float32, row i = step i, memory-mappable
   events.csv                 validated events (train phase)
-  manifest.json              series ids, lengths, first timestamps, feature names, constants
+  manifest.json              series ids, lengths, first timestamps, feature names, constants,
+                             and the source files' records (path, size, fingerprint)
   config.yaml                the resolved config of the run
 The folder is built aside and swapped in whole, so a failed run keeps the previous result.
 """
@@ -32,6 +33,7 @@ from sleepdetect.data.features import (
 from sleepdetect.data.io import count_rows, iter_series, read_events
 from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path, save_npy, write_json
+from sleepdetect.fingerprints import source_change, source_record
 
 MANIFEST = "manifest.json"
 
@@ -50,7 +52,7 @@ class Manifest:
 
     root: Path
     phase: str
-    source: str
+    sources: dict[str, dict]  # "series" (and "events"): fingerprints.source_record
     feature_names: list[str]
     normalisation: dict[str, float]
     step_seconds: int
@@ -64,16 +66,42 @@ class Manifest:
         path = root / MANIFEST
         if not path.is_file():
             raise InputError(f"{path}: no manifest; run 01_prepare (python -m sleepdetect prepare)")
-        raw = json.loads(path.read_text())
-        raw["series"] = [SeriesEntry(**s) for s in raw["series"]]
-        return cls(root=root, **raw)
+        try:
+            raw = json.loads(path.read_text())
+            raw["series"] = [SeriesEntry(**s) for s in raw["series"]]
+            return cls(root=root, **raw)
+        except (ValueError, TypeError, KeyError) as e:  # truncated, foreign or older
+            raise InputError(
+                f"{path}: not a manifest of this version of sleepdetect ({type(e).__name__}: "
+                f"{e}); prepare again (python -m sleepdetect prepare PARAMS)"
+            ) from e
+
+    @property
+    def source(self) -> Path:
+        """The series file the arrays were built from."""
+        return Path(self.sources["series"]["path"])
 
     def features(self, series_id: str, mmap: bool = True) -> np.ndarray:
         """(steps, features) float32 array of one series, memory-mapped by default."""
         entry = next((s for s in self.series if s.series_id == series_id), None)
         if entry is None:
             raise KeyError(f"series {series_id!r} is not in {self.root / MANIFEST}")
-        return np.load(self.root / entry.file, mmap_mode="r" if mmap else None)
+        path = self.root / entry.file
+        try:
+            array = np.load(path, mmap_mode="r" if mmap else None)
+        except (OSError, ValueError) as e:  # missing, truncated or not an .npy file
+            raise InputError(
+                f"{path}: cannot be read ({e}); the prepared folder is damaged: prepare again "
+                "(python -m sleepdetect prepare PARAMS)"
+            ) from e
+        expected = (entry.n_steps, len(self.feature_names))
+        if array.shape != expected:
+            raise InputError(
+                f"{path}: holds an array of shape {array.shape}, but {self.root / MANIFEST} "
+                f"says {expected} (steps, features) for series {series_id!r}; the prepared "
+                "folder is damaged: prepare again (python -m sleepdetect prepare PARAMS)"
+            )
+        return array
 
     def read_events(self) -> pl.DataFrame:
         """The validated labels (series_id, night, event, step, timestamp; step null for a night
@@ -105,21 +133,56 @@ def ensure_data(cfg: Config) -> Path:
     return data_dir
 
 
-def prepare(cfg: Config) -> Path:
-    """Build the prepared folder for `cfg.prepare.phase`; returns the manifest's path."""
+def source_files(data_dir: Path, phase: str) -> dict[str, Path]:
+    """The competition files a prepared `phase` is built from."""
+    files = {"series": data_dir / f"{phase}_series.parquet"}
+    if phase == "train":
+        files["events"] = data_dir / "train_events.csv"
+    return files
+
+
+def stale_reason(manifest: Manifest, data_dir: Path, phase: str, features: list[str]) -> str | None:
+    """Why `manifest` is not `phase` of `data_dir` prepared with `features` (None: it is)."""
+    if manifest.phase != phase:
+        return f"it holds the {manifest.phase} phase, not {phase}"
+    if manifest.feature_names != list(features):
+        return f"it has features {manifest.feature_names}, not {list(features)}"
+    for name, path in source_files(data_dir, phase).items():
+        change = source_change(manifest.sources[name], path)
+        if change:
+            return change
+    return None
+
+
+def load_prepared(cfg: Config, phase: str = "train") -> Manifest:
+    """The prepared `phase` of this experiment, checked against `data.dir` and
+    `prepare.features`; an InputError naming both sources and the fix when it is stale."""
+    manifest = Manifest.load(cfg.exp_dir / "prepared" / phase)
+    reason = stale_reason(manifest, Path(cfg.data.dir), phase, cfg.prepare.features)
+    if reason:
+        raise InputError(
+            f"{manifest.root} was not prepared from data.dir={cfg.data.dir} with these "
+            f"features: {reason}; prepare again (python -m sleepdetect prepare PARAMS, or "
+            "python -m sleepdetect run PARAMS, which does it)"
+        )
+    return manifest
+
+
+def prepare(cfg: Config) -> Manifest:
+    """Build the prepared folder for `cfg.prepare.phase` and return its manifest."""
     check_feature_names(cfg.prepare.features)
     data_dir = ensure_data(cfg)
     phase = cfg.prepare.phase
-    series_path = data_dir / f"{phase}_series.parquet"
-    events_path = data_dir / "train_events.csv"
+    files = source_files(data_dir, phase)
+    series_path = files["series"]
     if not series_path.is_file():
         present = ", ".join(sorted(p.name for p in data_dir.iterdir())) or "nothing"
         raise InputError(
             f"{series_path}: not found (the folder holds {present}); data.dir must hold the "
             f"competition files, e.g. {phase}_series.parquet"
         )
-    if phase == "train" and not events_path.is_file():
-        raise InputError(f"{events_path}: not found; the train phase needs the labels file")
+    if "events" in files and not files["events"].is_file():
+        raise InputError(f"{files['events']}: not found; the train phase needs the labels file")
 
     final = cfg.exp_dir / "prepared" / phase
     work = final.with_name(f".{phase}.partial")
@@ -127,16 +190,16 @@ def prepare(cfg: Config) -> Path:
     (work / "features").mkdir(parents=True)
 
     try:
-        _build(cfg, series_path, events_path, work)
+        _build(cfg, files, work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)  # the previous result, if any, stays
         raise
     _swap_in(work, final)
-    return final / MANIFEST
+    return Manifest.load(final)
 
 
-def _build(cfg: Config, series_path: Path, events_path: Path, work: Path) -> None:
-    phase = cfg.prepare.phase
+def _build(cfg: Config, files: dict[str, Path], work: Path) -> None:
+    phase, series_path = cfg.prepare.phase, files["series"]
     entries = []
     total = count_rows(series_path)
     with tqdm(total=total, unit="row", unit_scale=True, desc=f"prepare {phase}") as bar:
@@ -154,8 +217,8 @@ def _build(cfg: Config, series_path: Path, events_path: Path, work: Path) -> Non
             bar.update(len(df))
 
     events_file = None
-    if phase == "train":
-        events = read_events(events_path, {e.series_id: e.n_steps for e in entries})
+    if "events" in files:
+        events = read_events(files["events"], {e.series_id: e.n_steps for e in entries})
         with atomic_path(work / "events.csv") as tmp:
             events.write_csv(tmp)
         events_file = "events.csv"
@@ -163,7 +226,7 @@ def _build(cfg: Config, series_path: Path, events_path: Path, work: Path) -> Non
     save_config(cfg, work / "config.yaml")
     manifest = {
         "phase": phase,
-        "source": str(series_path),
+        "sources": {name: source_record(path) for name, path in files.items()},
         "feature_names": list(cfg.prepare.features),
         "normalisation": NORMALISATION,
         "step_seconds": STEP_SECONDS,
