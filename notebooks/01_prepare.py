@@ -34,7 +34,7 @@ from IPython.display import Image
 
 from sleepdetect.config import load_config
 from sleepdetect.data.io import read_series
-from sleepdetect.data.prepare import Manifest, prepare
+from sleepdetect.data.prepare import prepare
 from sleepdetect.paths import enter_project_root
 from sleepdetect.plots import plot_series
 
@@ -43,7 +43,7 @@ cfg = load_config(params_file, overrides)
 cfg.prepare
 
 # %%
-manifest = Manifest.load(prepare(cfg).parent)
+manifest = prepare(cfg)
 print(f"{len(manifest.series)} series, features: {', '.join(manifest.feature_names)}")
 
 # %% [markdown]

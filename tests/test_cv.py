@@ -3,6 +3,7 @@ tuned settings reaching 03_infer, and starting from another bundle (`model.init_
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -201,7 +202,9 @@ def test_nested_score_equals_the_one_computed_by_hand(trained):
 def test_tune_writes_the_setting_and_infer_uses_it(trained, tmp_path, capsys):
     from sleepdetect.inference import infer
 
-    cfg = load_config(None, [f"output.dir={trained.output.dir}", *TINY])
+    cfg = load_config(
+        None, [f"output.dir={trained.output.dir}", f"data.dir={trained.data.dir}", *TINY]
+    )
     result = tune(cfg)
     out = capsys.readouterr().out
     assert "nested OOF (mean over folds): score" in out and "bootstrap interval" in out
@@ -213,9 +216,25 @@ def test_tune_writes_the_setting_and_infer_uses_it(trained, tmp_path, capsys):
     # 03_infer with infer.tuned post-processes as tune chose, not as the params say
     other = {"distance": 480 if tuned.distance == 72 else 72}
     common = [*TINY, "infer.phase=train", f"postprocess.distance={other['distance']}"]
-    plain = pl.read_csv(infer(load_config(None, [f"output.dir={trained.output.dir}", *common])))
+    plain = pl.read_csv(
+        infer(
+            load_config(
+                None, [f"output.dir={trained.output.dir}", f"data.dir={trained.data.dir}", *common]
+            )
+        )
+    )
     with_tuned = pl.read_csv(
-        infer(load_config(None, [f"output.dir={trained.output.dir}", *common, "infer.tuned=true"]))
+        infer(
+            load_config(
+                None,
+                [
+                    f"output.dir={trained.output.dir}",
+                    f"data.dir={trained.data.dir}",
+                    *common,
+                    "infer.tuned=true",
+                ],
+            )
+        )
     )
     assert len(plain) != len(with_tuned)
     gaps = with_tuned.filter(pl.col("event") == "onset").sort("series_id", "step")
@@ -239,22 +258,38 @@ def test_tuned_settings_of_other_models_are_refused(trained, tmp_path):
 
 
 def test_a_retrained_init_bundle_makes_its_folds_stale(trained, tmp_path):
-    from sleepdetect.training import _trained_with
+    from sleepdetect.training import _trained_with, fold_inputs
 
     source = tmp_path / "pretrained"
     shutil.copytree(trained.exp_dir / "fold0", source)
-    cfg = load_config(None, [f"output.dir={tmp_path}", *TINY, f"model.init_from={source}"])
+    cfg = load_config(
+        None,
+        [
+            f"output.dir={tmp_path}",
+            f"data.dir={trained.data.dir}",
+            *TINY,
+            f"model.init_from={source}",
+        ],
+    )
     fold_cfg = load_config(
-        None, [f"output.dir={tmp_path}", *TINY, f"model.init_from={source}", "split.fold=1"]
+        None,
+        [
+            f"output.dir={tmp_path}",
+            f"data.dir={trained.data.dir}",
+            *TINY,
+            f"model.init_from={source}",
+            "split.fold=1",
+        ],
     )
     shutil.copytree(trained.exp_dir / "prepared", cfg.exp_dir / "prepared")
     from sleepdetect.training import train
 
     fold = train(fold_cfg)
-    assert _trained_with(fold, fold_cfg)
+    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    assert _trained_with(fold, fold_cfg, fold_inputs(fold_cfg, manifest))
     with open(source / "model.pt", "ab") as f:  # the pretrained bundle changes
         f.write(b"\0")
-    assert not _trained_with(fold, fold_cfg)
+    assert not _trained_with(fold, fold_cfg, fold_inputs(fold_cfg, manifest))
 
 
 def test_init_from_starts_from_the_named_weights(trained, tmp_path):
@@ -265,6 +300,7 @@ def test_init_from_starts_from_the_named_weights(trained, tmp_path):
         None,
         [
             f"output.dir={tmp_path}",
+            f"data.dir={trained.data.dir}",
             *TINY,
             f"model.init_from={source}",
             "optimizer.lr=0.0",
@@ -295,6 +331,7 @@ def test_init_from_a_bundle_that_does_not_fit_fails_clearly(trained, tmp_path, o
         [
             f"data.dir={trained.data.dir}",
             f"output.dir={tmp_path}",
+            f"data.dir={trained.data.dir}",
             *TINY,
             f"model.init_from={trained.exp_dir / 'fold0'}",
             override,
@@ -328,3 +365,81 @@ def test_second_stage_nested_score_uses_other_folds_only(trained):
             )[1]
         )
     assert result.stage2_score == pytest.approx(np.mean(per_fold), abs=1e-12)
+
+
+# ---------------------------------------------------------------- outside bundles
+
+
+def test_outside_bundles_join_the_oof_scores_and_the_submission(trained, tmp_path):
+    from sleepdetect.config import ConfigError
+    from sleepdetect.inference import infer, load_bundle, predict_series
+    from sleepdetect.oof import gather_oof
+
+    outside = tmp_path / "outside"  # as if trained on other data (the synthetic pretraining)
+    shutil.copytree(trained.exp_dir / "fold0", outside)
+    text = (outside / "config.yaml").read_text()
+    (outside / "config.yaml").write_text(text.replace(trained.data.dir, str(tmp_path / "other")))
+    shutil.copytree(trained.exp_dir, tmp_path / trained.exp_name)
+    base = [f"output.dir={tmp_path}", f"data.dir={trained.data.dir}", *TINY]
+    with_outside = [*base, f"ensemble.outside=[{outside}]"]
+    cfg = load_config(None, [*with_outside, "ensemble.outside_weight=0.25"])
+    gather_oof(cfg)
+    plain, blended = read_oof(trained.exp_dir), read_oof(cfg.exp_dir)
+    sid = plain["series_id"][0]
+    bundle = load_bundle(outside)
+    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    theirs = predict_series(
+        bundle.model,
+        manifest.features(sid),
+        bundle.config.windows.length,
+        bundle.config.windows.valid_stride,
+    )
+    mine = plain.filter(pl.col("series_id") == sid)
+    ours = blended.filter(pl.col("series_id") == sid)
+    expected = 0.75 * mine["onset"].to_numpy() + 0.25 * theirs[mine["step"].to_numpy(), 0]
+    np.testing.assert_allclose(ours["onset"].to_numpy(), expected, atol=1e-6)
+
+    submission = infer(load_config(None, [*with_outside, "infer.phase=train"]))
+    record = json.loads((submission.parent / "submission.json").read_text())
+    assert [b["share"] for b in record["bundles"]] == pytest.approx([0.5 / 3] * 3 + [0.5])
+
+    with open(outside / "model.pt", "ab") as f:  # the outside bundle retrained
+        f.write(b"\0")
+    with pytest.raises(InputError, match="stale"):
+        read_oof(cfg.exp_dir)
+    own = load_config(None, [*base, f"ensemble.outside=[{trained.exp_dir / 'fold0'}]"])
+    with pytest.raises(ConfigError, match="must have seen none of it"):
+        gather_oof(own)
+
+
+# ---------------------------------------------------------------- seeds
+
+
+def test_seeds_add_models_to_each_fold_and_average_their_oof(trained, tmp_path, capsys):
+    from sleepdetect.inference import find_bundles
+    from sleepdetect.training import train_folds
+
+    shutil.copytree(trained.exp_dir, tmp_path / trained.exp_name)
+    base = [f"output.dir={tmp_path}", f"data.dir={trained.data.dir}", *TINY]
+    cfg = load_config(None, [*base, "trainer.seeds=2", "tune.bootstrap=10"])
+    train_folds(cfg)
+    # the first model of each fold is kept: seeds and tune do not change it
+    assert capsys.readouterr().out.count("already trained with this config") == 3
+    exp = cfg.exp_dir
+    assert [p.name for p in find_bundles(cfg)] == [
+        "fold0",
+        "fold0-seed1",
+        "fold1",
+        "fold1-seed1",
+        "fold2",
+        "fold2-seed1",
+    ]
+    first = pl.read_parquet(exp / "fold1" / "oof.parquet")
+    second = pl.read_parquet(exp / "fold1-seed1" / "oof.parquet")
+    assert first.select("series_id", "step").equals(second.select("series_id", "step"))
+    assert not np.allclose(first["onset"].to_numpy(), second["onset"].to_numpy())
+    oof = read_oof(exp).filter(pl.col("fold") == 1)
+    expected = (first["onset"].to_numpy() + second["onset"].to_numpy()) / 2
+    np.testing.assert_allclose(oof["onset"].to_numpy(), expected, atol=1e-6)
+    record = json.loads((exp / "oof.json").read_text())["folds"]
+    assert sorted(record) == sorted(p.name for p in find_bundles(cfg))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -247,6 +248,23 @@ def test_several_experiments_go_into_one_weights_dataset(checkout, trained, tmp_
         "input:sleepdetect-weights/other/fold0",
     ]
     assert (datasets[1].folder / "other" / "fold0" / "model.pt").is_file()
+
+
+def test_outside_bundles_travel_in_the_weights_dataset(checkout, trained, tmp_path):
+    pretrained = trained / "pre" / "fold0"
+    shutil.copytree(trained / "tiny" / "fold1", pretrained)
+    for fold in ("fold0", "fold1"):
+        path = trained / "tiny" / fold / "config.yaml"
+        cfg = load_config(path, [f"ensemble.outside=[{pretrained}]"])
+        save_config(cfg, path)
+    datasets, _ = package(packaging_config(trained), ["tiny"], out=tmp_path / "kd")
+    params = yaml.safe_load((datasets[0].folder / "infer.yaml").read_text())
+    assert params["ensemble"]["outside"] == ["input:sleepdetect-weights/outside0/fold0"]
+    copied = datasets[1].folder / "outside0" / "fold0" / "model.pt"
+    assert copied.read_bytes() == (pretrained / "model.pt").read_bytes()
+    (pretrained / "model.pt").unlink()
+    with pytest.raises(InputError, match=f"{pretrained}: no model.pt"):
+        package(packaging_config(trained), ["tiny"], out=tmp_path / "kd")
 
 
 def test_bad_names_fail_before_anything_is_built(checkout, trained, tmp_path):

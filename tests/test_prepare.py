@@ -17,7 +17,7 @@ from sleepdetect.data.prepare import Manifest, prepare
 
 def run_prepare(data_dir, out_dir, *overrides):
     cfg = load_config(None, [f"data.dir={data_dir}", f"output.dir={out_dir}", *overrides])
-    return Manifest.load(prepare(cfg).parent)
+    return prepare(cfg)
 
 
 def test_real_sample(real_data_dir, tmp_path):

@@ -58,7 +58,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
             "prepare.features=[anglez, enmo, hour_sin, hour_cos, day_repeat]",
         ],
     )
-    manifest = Manifest.load(prepare(cfg).parent)
+    manifest = prepare(cfg)
     labels = manifest.read_events().filter(pl.col("step").is_not_null())
     rng = np.random.default_rng(0)
     frames = []
@@ -237,7 +237,7 @@ def test_candidate_features_are_fast_on_a_long_series(tmp_path: Path) -> None:
     manifest = Manifest(
         root=tmp_path,
         phase="train",
-        source="",
+        sources={},
         feature_names=names,
         normalisation={},
         step_seconds=5,

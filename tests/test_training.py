@@ -51,7 +51,8 @@ def prepared(tmp_path_factory):
 
 def tiny_cfg(prepared, tmp_path, *overrides):
     shutil.copytree(prepared / "demo" / "prepared", tmp_path / "demo" / "prepared")
-    return load_config(None, [f"output.dir={tmp_path}", *TINY, *overrides])
+    data = f"data.dir={prepared / 'data'}"
+    return load_config(None, [data, f"output.dir={tmp_path}", *TINY, *overrides])
 
 
 def labels_of(manifest: Manifest) -> dict[str, SeriesLabels]:
@@ -80,7 +81,7 @@ def test_series_folds_partition_the_series(prepared):
 
 def test_time_split_keeps_each_night_on_one_side(real_data_dir, tmp_path):
     cfg = load_config(None, [f"data.dir={real_data_dir}", f"output.dir={tmp_path}"])
-    m = Manifest.load(prepare(cfg).parent)
+    m = prepare(cfg)
     labels = labels_of(m)
     train, valid = split_segments(m, labels, "time", 5, 0, 0.3, seed=0)
     (t,), (v,) = train, valid
@@ -236,26 +237,45 @@ def test_ddp_on_cpu_with_two_processes(prepared, tmp_path):
     assert len(read_log(fold).drop_nulls("val_score")) == 1
 
 
-def test_mixup_and_cutmix_mix_inputs_and_labels_alike():
-    from sleepdetect.config import AugmentConfig
-    from sleepdetect.training import _mix
+def test_partners_pair_every_window_with_another():
+    from sleepdetect.training import _partners
 
-    torch.manual_seed(0)
+    for n in (2, 3, 8):
+        for _ in range(5):
+            partner = _partners(n)
+            assert sorted(partner.tolist()) == list(range(n))  # a permutation
+            assert (partner != torch.arange(n)).all()  # nobody mixes with itself
+
+
+def test_mixup_blends_inputs_and_labels_alike():
+    from sleepdetect.training import _mixup
+
+    np.random.seed(0)
+    x = torch.stack([torch.zeros(2, 40), torch.ones(2, 40)])  # (batch, features, steps)
+    labels = torch.stack([torch.zeros(10, 3), torch.ones(10, 3)])  # (batch, frames, 3)
+    mixed_x, mixed_y = _mixup(x, labels, torch.tensor([1, 0]), alpha=0.4)
+    # each sample is lam * itself + (1 - lam) * its partner, its labels with the same lam
+    lam = 1 - mixed_x[0, 0, 0]
+    assert 0 < lam < 1  # a blend, not a copy
+    torch.testing.assert_close(mixed_x[1], torch.full_like(x[1], float(lam)))
+    torch.testing.assert_close(mixed_y[:, 0, 0], mixed_x[:, 0, 0])
+    assert (mixed_x == mixed_x[:, :1, :1]).all()
+
+
+def test_cutmix_pastes_inputs_and_labels_alike():
+    from sleepdetect.training import _cutmix
+
     np.random.seed(0)
     stride = 4
     x = torch.stack([torch.zeros(2, 40), torch.ones(2, 40)])  # (batch, features, steps)
     labels = torch.stack([torch.zeros(10, 3), torch.ones(10, 3)])  # (batch, frames, 3)
-    mixed_x, mixed_y = _mix(x, labels, stride, AugmentConfig(mixup_prob=1.0))
-    # a blend: each sample is lam * itself + (1 - lam) * its partner, labels with the same lam
-    lam_x = mixed_x[:, 0, 0]
-    torch.testing.assert_close(mixed_y[:, 0, 0], lam_x)
-    assert (mixed_x == lam_x[:, None, None]).all()
-    cut_x, cut_y = _mix(x, labels, stride, AugmentConfig(cutmix_prob=1.0, cutmix_alpha=1.0))
+    cut_x, cut_y = _cutmix(x, labels, torch.tensor([1, 0]), alpha=1.0, stride=stride)
     # a pasted stretch: the frames whose labels changed are exactly the steps whose inputs did
     changed_frames = (cut_y[:, :, 0] != labels[:, :, 0]).any(0)
     changed_steps = (cut_x[:, 0, :] != x[:, 0, :]).any(0)
     torch.testing.assert_close(changed_steps, changed_frames.repeat_interleave(stride))
-    assert changed_frames.any()
+    assert changed_frames.any() and not changed_frames.all()
+    torch.testing.assert_close(cut_x[0, :, changed_steps], x[1, :, changed_steps])
 
 
 def test_reverse_plays_windows_backwards_with_events_swapped():
@@ -276,6 +296,7 @@ def test_a_checkpoint_of_another_config_is_not_resumed(prepared, tmp_path, capsy
     cfg = tiny_cfg(prepared, tmp_path)
     fold = train(cfg)
     (fold / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint of this config")
-    again = train(load_config(None, [f"output.dir={tmp_path}", *TINY, "optimizer.lr=0.003"]))
-    assert "written with another config" in capsys.readouterr().out
+    data, out = f"data.dir={prepared / 'data'}", f"output.dir={tmp_path}"
+    again = train(load_config(None, [data, out, *TINY, "optimizer.lr=0.003"]))
+    assert "written with another config or data" in capsys.readouterr().out
     assert (again / "model.pt").is_file()

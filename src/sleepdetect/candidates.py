@@ -39,3 +39,16 @@ def predict_candidates(
     if len(scores) != n:
         out = out.filter(pl.col("step").is_between(start, stop - 1))
     return out
+
+
+def score_frame(series_id: str, scores: np.ndarray, start: int = 0) -> pl.DataFrame:
+    """Per-step scores as rows (series_id, step, onset, wakeup): the out-of-fold file's
+    layout, also what the night plots read; `scores` cover steps [start, start + len)."""
+    return pl.DataFrame(
+        {
+            "series_id": series_id,
+            "step": np.arange(start, start + len(scores), dtype=np.int64),
+            "onset": scores[:, 0],
+            "wakeup": scores[:, 1],
+        }
+    )

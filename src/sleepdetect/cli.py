@@ -22,18 +22,18 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from sleepdetect.config import load_config
-    from sleepdetect.data.prepare import prepare
+    from sleepdetect.data.prepare import MANIFEST, prepare
 
     params, overrides = args.params, list(args.overrides)
     if params is not None and "=" in params:  # only overrides were given
         params, overrides = None, [params, *overrides]
     manifest = prepare(load_config(params, overrides))
-    print(manifest)
+    print(manifest.root / MANIFEST)
     return 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from sleepdetect.metric import score_command
+    from sleepdetect.scoring import score_command
 
     return score_command(args.solution, args.submission)
 

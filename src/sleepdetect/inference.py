@@ -17,9 +17,19 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from sleepdetect.config import Config, load_config, save_config
+from sleepdetect.candidates import predict_candidates, score_frame
+from sleepdetect.config import (
+    Config,
+    ConfigError,
+    PostprocessConfig,
+    load_config,
+    save_config,
+    to_dict,
+)
+from sleepdetect.data.prepare import MANIFEST, Manifest, prepare, stale_reason
 from sleepdetect.errors import InputError
-from sleepdetect.files import atomic_path
+from sleepdetect.files import atomic_path, write_json
+from sleepdetect.fingerprints import file_hash
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
 
@@ -151,18 +161,117 @@ def ensemble_scores(
 def infer(cfg: Config) -> Path:
     """03_infer: predict every series of `infer.phase` with the bundles, post-process, write a
     validated submission.csv (and score it when the phase has labels). Returns its path."""
-    from sleepdetect.candidates import predict_candidates
-    from sleepdetect.data.prepare import Manifest, prepare
-    from sleepdetect.metric import event_detection_ap_table, write_metrics
     from sleepdetect.submission import write_submission
 
+    device = pick_device()
+    bundles, weights = _ensemble(cfg, device)
+    outside = outside_bundles(cfg, device)
+    _same_features(bundles + outside)
+    manifest = _prepared(cfg, bundles[0].config.prepare.features)
+    postprocess = _postprocess(cfg)
+    out = cfg.exp_dir / "infer" / cfg.infer.phase
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+
+    candidates, traces = [], {}
+    for entry in tqdm(manifest.series, desc=f"infer {cfg.infer.phase}", unit="series"):
+        feats = manifest.features(entry.series_id)
+        s = ensemble_scores(bundles, weights, feats, cfg.infer.stride, cfg.infer.batch_size, device)
+        s = blend_outside(
+            s, outside, cfg.ensemble.outside_weight, feats, cfg.infer.batch_size, device
+        )
+        candidates.append(predict_candidates(manifest, entry.series_id, s, postprocess))
+        if manifest.events is not None:  # kept only to plot against the labels
+            traces[entry.series_id] = s
+    (out / RECORD).unlink(missing_ok=True)  # no record: no submission of these inputs yet
+    submission = write_submission(
+        pl.concat(candidates), out / "submission.csv", series_lengths=manifest.lengths
+    )
+    record = submission_record(bundles, weights, outside, cfg, manifest, postprocess)
+    write_json(out / RECORD, record)
+    if cfg.infer.copy_to:
+        with atomic_path(cfg.infer.copy_to) as tmp:
+            shutil.copyfile(submission, tmp)
+        print(f"submission copied to {cfg.infer.copy_to}")
+    if manifest.events is not None:
+        _score(manifest, submission, traces, out)
+    return submission
+
+
+def outside_bundles(cfg: Config, device: str | torch.device = "cpu") -> list[Bundle]:
+    """`ensemble.outside`, refused when one was trained on this experiment's data.dir (its
+    scores of these nights would not be out-of-fold)."""
+    bundles = [load_bundle(p, device) for p in cfg.ensemble.outside]
+    here = Path(cfg.data.dir).resolve()
+    for b in bundles:
+        if Path(b.config.data.dir).resolve() == here:
+            raise ConfigError(
+                f"ensemble.outside: {b.path} was trained on data.dir={b.config.data.dir}, this "
+                "experiment's data; an outside bundle must have seen none of it (name it in "
+                "infer.bundles to average it at inference only)"
+            )
+    return bundles
+
+
+def blend_outside(
+    scores: np.ndarray,
+    outside: list[Bundle],
+    weight: float,
+    features: np.ndarray,
+    batch_size: int,
+    device: str | torch.device,
+) -> np.ndarray:
+    """(steps, 2) `scores` of the fold models blended with the outside bundles' mean."""
+    if not outside:
+        return scores
+    other = ensemble_scores(outside, [1.0] * len(outside), features, None, batch_size, device)
+    return ((1 - weight) * scores + weight * other).astype(np.float32)
+
+
+RECORD = "submission.json"
+
+
+def submission_record(
+    bundles: list[Bundle],
+    weights: list[float],
+    outside: list[Bundle],
+    cfg: Config,
+    manifest: Manifest,
+    postprocess: PostprocessConfig,
+) -> dict:
+    """What a submission was made from: each bundle (path, sha256 of model.pt, its share of
+    the scores), the prepared data's sources and the post-processing."""
+    share = 1 - cfg.ensemble.outside_weight if outside else 1.0
+    shares = [share * w / sum(weights) for w in weights]
+    shares += [cfg.ensemble.outside_weight / max(len(outside), 1)] * len(outside)
+    return {
+        "bundles": [
+            {"path": str(b.path), "model_sha256": file_hash(b.path / "model.pt"), "share": w}
+            for b, w in zip(bundles + outside, shares, strict=True)
+        ],
+        "data": manifest.sources,
+        "postprocess": to_dict(postprocess),
+    }
+
+
+def pick_device() -> torch.device:
+    """The GPU when there is one; on CPU, every core."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
+    return device
+
+
+def _ensemble(cfg: Config, device: torch.device) -> tuple[list[Bundle], list[float]]:
+    """The fold bundles to average (`infer.bundles`, or this experiment's) and their weights."""
     bundles = [load_bundle(p, device) for p in find_bundles(cfg)]
     weights = cfg.infer.weights or [1.0] * len(bundles)
     if len(weights) != len(bundles):
         raise InputError(f"infer.weights has {len(weights)} values for {len(bundles)} bundles")
+    return bundles, weights
+
+
+def _same_features(bundles: list[Bundle]) -> None:
     features = bundles[0].config.prepare.features
     for b in bundles[1:]:
         if b.config.prepare.features != features:
@@ -171,48 +280,41 @@ def infer(cfg: Config) -> Path:
                 "ensemble bundles of one feature set"
             )
 
+
+def _prepared(cfg: Config, features: list[str]) -> Manifest:
+    """The prepared `infer.phase` of `data.dir` with the bundles' features, prepared again when
+    the folder holds other data or features (say, data.dir points elsewhere now)."""
     phase = cfg.infer.phase
     root = cfg.exp_dir / "prepared" / phase
-    manifest = Manifest.load(root) if (root / "manifest.json").is_file() else None
-    if manifest is None or manifest.feature_names != features:
-        prep_cfg = replace(cfg, prepare=replace(cfg.prepare, phase=phase, features=list(features)))
-        manifest = Manifest.load(prepare(prep_cfg).parent)
+    if (root / MANIFEST).is_file():
+        manifest = Manifest.load(root)
+        reason = stale_reason(manifest, Path(cfg.data.dir), phase, features)
+        if reason is None:
+            return manifest
+        print(f"{root}: prepared again: {reason}")
+    return prepare(replace(cfg, prepare=replace(cfg.prepare, phase=phase, features=list(features))))
 
-    out = cfg.exp_dir / "infer" / phase
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    postprocess = cfg.postprocess
-    if cfg.infer.tuned:
-        from sleepdetect.tune import load_tuned
 
-        postprocess = load_tuned(cfg.exp_dir)
-        print(f"post-processing chosen by tune: {cfg.exp_dir / 'tune'}")
-    candidates, scores = [], {}
-    for entry in tqdm(manifest.series, desc=f"infer {phase}", unit="series"):
-        feats = manifest.features(entry.series_id)
-        s = ensemble_scores(bundles, weights, feats, cfg.infer.stride, cfg.infer.batch_size, device)
-        candidates.append(predict_candidates(manifest, entry.series_id, s, postprocess))
-        if manifest.events is not None:  # kept only to plot against the labels
-            scores[entry.series_id] = s
-    submission = write_submission(
-        pl.concat(candidates), out / "submission.csv", series_lengths=manifest.lengths
-    )
-    if cfg.infer.copy_to:
-        with atomic_path(cfg.infer.copy_to) as tmp:
-            shutil.copyfile(submission, tmp)
-        print(f"submission copied to {cfg.infer.copy_to}")
-    if manifest.events is not None:
-        from sleepdetect.plots import plot_nights
+def _postprocess(cfg: Config) -> PostprocessConfig:
+    """The postprocess section, or the settings `tune` chose (`infer.tuned`)."""
+    if not cfg.infer.tuned:
+        return cfg.postprocess
+    from sleepdetect.tune import load_tuned
 
-        solution = manifest.read_events().filter(pl.col("step").is_not_null())
-        table, score = event_detection_ap_table(solution, pl.read_csv(submission))
-        write_metrics(table, score, out / "metrics.csv")
-        print(f"score against {manifest.root / manifest.events}: {score:.4f}")
-        per_step = pl.concat(
-            pl.DataFrame(
-                {"series_id": sid, "step": np.arange(len(s)), "onset": s[:, 0], "wakeup": s[:, 1]}
-            )
-            for sid, s in scores.items()
-        )
-        plot_nights(per_step, solution, pl.read_csv(submission), out / "nights.png")
-    return submission
+    print(f"post-processing chosen by tune: {cfg.exp_dir / 'tune'}")
+    return load_tuned(cfg.exp_dir)
+
+
+def _score(manifest: Manifest, submission: Path, traces: dict[str, np.ndarray], out: Path) -> None:
+    """Score the submission against the phase's labels (metrics.csv) and plot a few nights."""
+    from sleepdetect.metric import event_detection_ap_table
+    from sleepdetect.plots import plot_nights
+    from sleepdetect.scoring import write_metrics
+
+    solution = manifest.read_events().filter(pl.col("step").is_not_null())
+    candidates = pl.read_csv(submission)
+    table, score = event_detection_ap_table(solution, candidates)
+    write_metrics(table, score, out / "metrics.csv")
+    print(f"score against {manifest.root / manifest.events}: {score:.4f}")
+    per_step = pl.concat(score_frame(sid, s) for sid, s in traces.items())
+    plot_nights(per_step, solution, candidates, out / "nights.png")

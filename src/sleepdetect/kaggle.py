@@ -22,6 +22,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -38,7 +39,8 @@ from sleepdetect.config import (
     to_dict,
 )
 from sleepdetect.errors import InputError
-from sleepdetect.files import write_json
+from sleepdetect.files import is_disk_full, write_json
+from sleepdetect.locks import experiment_lock
 from sleepdetect.paths import INPUT_PREFIX, KAGGLE_INPUT_ENV, project_root
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # the kaggle CLI's own slug rule
@@ -54,9 +56,9 @@ class Dataset:
 # ---------------------------------------------------------------- names and metadata
 
 
-def kaggle_username(k: KaggleConfig) -> str:
+def kaggle_username(settings: KaggleConfig) -> str:
     """kaggle.username, else $KAGGLE_USERNAME, else the user name in kaggle.json."""
-    name = k.username or os.environ.get("KAGGLE_USERNAME")
+    name = settings.username or os.environ.get("KAGGLE_USERNAME")
     if not name:
         for path in _kaggle_json_paths():
             if path.is_file():
@@ -136,21 +138,21 @@ def dataset_metadata(root: Path, role: str, dataset_id: str, licence: str) -> di
 
 
 def kernel_metadata(
-    root: Path, k: KaggleConfig, user: str, datasets: list[Dataset], code_file: str
+    root: Path, settings: KaggleConfig, user: str, datasets: list[Dataset], code_file: str
 ) -> dict:
     """templates/kernel.json with the id, notebook, sources and accelerator of this push."""
     meta = _template(root, "kernel.json")
     meta.update(
-        id=f"{user}/{k.kernel}",
-        title=k.kernel.replace("-", " "),  # Kaggle derives the kernel slug from its title
+        id=f"{user}/{settings.kernel}",
+        title=settings.kernel.replace("-", " "),  # Kaggle derives the kernel slug from its title
         code_file=code_file,
         language="python",
         kernel_type="notebook",
-        is_private=k.private,
-        enable_gpu=k.enable_gpu,
+        is_private=settings.private,
+        enable_gpu=settings.enable_gpu,
         enable_internet=False,  # code competitions score offline notebooks only
         dataset_sources=[d.id for d in datasets],
-        competition_sources=[k.competition],
+        competition_sources=[settings.competition],
     )
     check_id(meta["id"], "kernel-metadata.json")
     return meta
@@ -204,18 +206,18 @@ def build_weights(folder: Path, bundles: dict[str, list[Path]]) -> None:
                     shutil.copy2(fold / name, dest / name)
 
 
-def build_wheels(folder: Path, k: KaggleConfig) -> None:
+def build_wheels(folder: Path, settings: KaggleConfig) -> None:
     """pip download of kaggle.wheels, pinned to the versions installed here (the ones the
     models were trained and tested with), for Kaggle's Python and platform."""
     specs = []
-    for name in k.wheels:
+    for name in settings.wheels:
         try:
             specs.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             specs.append(name)
     _run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"]
-        + ["--python-version", k.python_version, "--platform", k.platform]
+        + ["--python-version", settings.python_version, "--platform", settings.platform]
         + ["--dest", str(folder), *specs],
         f"downloading the wheels of kaggle.wheels ({', '.join(specs)})",
     )
@@ -223,20 +225,22 @@ def build_wheels(folder: Path, k: KaggleConfig) -> None:
 
 def kernel_params(
     base: Config,
-    k: KaggleConfig,
+    settings: KaggleConfig,
     weights_slug: str,
     bundles: list[str],
     tuned: PostprocessConfig | None = None,
+    outside: tuple[str, ...] | list[str] = (),
 ) -> Config:
     """The first experiment's config (with `tuned`, the post-processing `tune` chose, when
-    given), reading the competition and the weights dataset as Kaggle inputs, writing under the
-    working folder, then kaggle.overrides."""
+    given), reading the competition and the weights dataset (`bundles` and the
+    `ensemble.outside` ones, folders inside it) as Kaggle inputs, writing under the working
+    folder, then kaggle.overrides."""
     raw = to_dict(base)
     if tuned is not None:  # the kernel has no tune/ folder: the chosen setting goes in whole
         raw["postprocess"] = to_dict(tuned)
         raw["infer"]["tuned"] = False
     raw["exp_name"] = "submission"
-    raw["data"]["dir"] = f"{INPUT_PREFIX}{k.competition}"
+    raw["data"]["dir"] = f"{INPUT_PREFIX}{settings.competition}"
     raw["output"]["dir"] = "outputs"
     raw["infer"].update(
         bundles=[f"{INPUT_PREFIX}{weights_slug}/{b}" for b in bundles],
@@ -244,7 +248,8 @@ def kernel_params(
         phase="test",
         copy_to="submission.csv",
     )
-    for item in k.overrides:
+    raw["ensemble"]["outside"] = [f"{INPUT_PREFIX}{weights_slug}/{b}" for b in outside]
+    for item in settings.overrides:
         apply_override(raw, item)
     return from_dict(Config, raw, source="kaggle.overrides")
 
@@ -382,38 +387,82 @@ def package(
     cfg: Config, exps: list[str], do_upload: bool = False, out: str | Path = "kaggle_datasets"
 ) -> tuple[list[Dataset], Path]:
     """Build the datasets and the kernel folder for `exps` (the first experiment's config
-    drives post-processing); print the upload commands, or run them."""
+    drives post-processing); print the upload commands, or run them.
+
+    Holds the lock of `out` (the folder it writes) and of each experiment folder it reads, so
+    it is refused at once while another `package` writes `out` or a `run` writes one of `exps`.
+    """
     root = project_root()
     if root is None:
         raise InputError("run `python -m sleepdetect package` inside the sleepdetect checkout")
-    k = cfg.kaggle
-    user = kaggle_username(k)
+    reads = [root / cfg.output.dir / exp for exp in dict.fromkeys(exps)]
+    with ExitStack() as locks:
+        for folder in [root / out, *(d for d in reads if d.is_dir())]:
+            locks.enter_context(experiment_lock(folder))
+        try:
+            return _package(cfg, exps, do_upload, out, root)
+        except OSError as e:  # a full disk in a build: _rebuild kept the previous folder
+            if is_disk_full(e, root / out):
+                raise InputError(
+                    f"{root / out}: no space left on the device (disk full or quota exceeded) "
+                    "while building it; the folders built before are intact and the partial "
+                    f"one was removed. Free space (`df -h {root / out}`) and run the same "
+                    "command again"
+                ) from e
+            raise
+
+
+def _package(
+    cfg: Config, exps: list[str], do_upload: bool, out: str | Path, root: Path
+) -> tuple[list[Dataset], Path]:
+    settings = cfg.kaggle
+    user = kaggle_username(settings)
     if do_upload:
         check_credentials()
     out = root / out
     bundles = experiment_bundles(cfg, root, exps)
-    slugs = {"code": k.code_dataset, "weights": k.weights_dataset, "wheels": k.wheels_dataset}
-    if not k.wheels:
+    slugs = {
+        "code": settings.code_dataset,
+        "weights": settings.weights_dataset,
+        "wheels": settings.wheels_dataset,
+    }
+    if not settings.wheels:
         del slugs["wheels"]
     datasets = [Dataset(role, out / slug, f"{user}/{slug}") for role, slug in slugs.items()]
-    code_file = f"{k.kernel}.ipynb"
-    metas = {d.role: dataset_metadata(root, d.role, d.id, k.licence) for d in datasets}
-    kernel_meta = kernel_metadata(root, k, user, datasets, code_file)
-    inside = [f"{exp}/{fold.name}" for exp, folds in bundles.items() for fold in folds]
+    code_file = f"{settings.kernel}.ipynb"
+    metas = {d.role: dataset_metadata(root, d.role, d.id, settings.licence) for d in datasets}
+    kernel_meta = kernel_metadata(root, settings, user, datasets, code_file)
     base = load_config(bundles[exps[0]][0] / "config.yaml")
+    inside = [f"{exp}/{fold.name}" for exp, folds in bundles.items() for fold in folds]
+    # ensemble.outside bundles travel too, each in its own outside<i>/ folder
+    outside = {f"outside{i}": [root / b] for i, b in enumerate(base.ensemble.outside)}
+    for (folder,) in outside.values():
+        if not (folder / "model.pt").is_file():
+            raise InputError(
+                f"{folder}: no model.pt; ensemble.outside names a bundle that is not trained "
+                "(train it first, or drop it from ensemble.outside)"
+            )
+    bundles |= outside
     tuned = None
     if base.infer.tuned:
         from sleepdetect.tune import load_tuned
 
         tuned = load_tuned(root / base.exp_dir)
-    params = kernel_params(base, k, k.weights_dataset, inside, tuned)
+    params = kernel_params(
+        base,
+        settings,
+        settings.weights_dataset,
+        inside,
+        tuned,
+        [f"{name}/{folds[0].name}" for name, folds in outside.items()],
+    )
     version = git_version(root)
     message = f"{version} {' '.join(exps)}"
 
     builders = {
         "code": lambda f: build_code(root, f, params),
         "weights": lambda f: build_weights(f, bundles),
-        "wheels": lambda f: build_wheels(f, k),
+        "wheels": lambda f: build_wheels(f, settings),
     }
     for d in datasets:
         print(f"building {_shown(d.folder, root)} ({d.role})", flush=True)
@@ -424,16 +473,16 @@ def package(
 
         _rebuild(d.folder, build)
 
-    kernel = out / k.kernel
+    kernel = out / settings.kernel
     installed = [d.folder.name for d in datasets if d.role != "weights"]
     header = (
-        f"# {k.kernel}\n\nGenerated by `python -m sleepdetect package` from "
+        f"# {settings.kernel}\n\nGenerated by `python -m sleepdetect package` from "
         f"`notebooks/03_infer` at {version}; experiments: {', '.join(exps)}. Build it again "
         "rather than editing it here."
     )
 
     def build_kernel_folder(tmp: Path) -> None:
-        params_path = f"{INPUT_PREFIX}{k.code_dataset}/infer.yaml"
+        params_path = f"{INPUT_PREFIX}{settings.code_dataset}/infer.yaml"
         build_kernel(tmp, root, params_path, installed, header, code_file)
         write_json(tmp / "kernel-metadata.json", kernel_meta)
 
@@ -442,22 +491,22 @@ def package(
 
     submit = " ".join(
         [
-            shlex.join(["kaggle", "competitions", "submit", k.competition]),
-            f"-k {user}/{k.kernel} -v <version>",
+            shlex.join(["kaggle", "competitions", "submit", settings.competition]),
+            f"-k {user}/{settings.kernel} -v <version>",
             shlex.join(["-f", "submission.csv", "-m", message]),
         ]
     )
     if do_upload:
-        upload(datasets, kernel, message, k.private)
+        upload(datasets, kernel, message, settings.private)
     else:
         shown = [replace(d, folder=_shown(d.folder, root)) for d in datasets]
-        first, later = upload_commands(shown, _shown(kernel, root), message, k.private)
+        first, later = upload_commands(shown, _shown(kernel, root), message, settings.private)
         print("\nnot uploaded. The first time, run:")
         print("\n".join(shlex.join(c) for c in first))
         print("and for each later version:")
         print("\n".join(shlex.join(c) for c in later))
     print(
-        f"\nwhen its run is complete (kaggle kernels status {user}/{k.kernel}), submit it on the "
-        f"competition page or with:\n{submit}"
+        f"\nwhen its run is complete (kaggle kernels status {user}/{settings.kernel}), submit "
+        f"it on the competition page or with:\n{submit}"
     )
     return datasets, kernel

@@ -11,7 +11,6 @@ This module imports no Lightning: `tune` and the notebooks read OOF files throug
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -21,22 +20,16 @@ import polars as pl
 from sleepdetect.candidates import predict_candidates
 from sleepdetect.config import Config, PostprocessConfig
 from sleepdetect.constants import EVENTS
-from sleepdetect.data.prepare import Manifest
+from sleepdetect.data.prepare import Manifest, load_prepared
 from sleepdetect.data.windows import fold_count
 from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path, write_json
-from sleepdetect.metric import event_detection_ap_table, write_metrics
+from sleepdetect.fingerprints import file_hash
+from sleepdetect.metric import event_detection_ap_table
+from sleepdetect.scoring import write_metrics
 
 OOF_FILE = "oof.parquet"
 RECORD_FILE = "oof.json"
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def trained_folds(cfg: Config) -> list[int]:
@@ -45,32 +38,70 @@ def trained_folds(cfg: Config) -> list[int]:
     return list(range(n)) if cfg.split.fold is None else [cfg.split.fold]
 
 
+def member_dir(exp_dir: Path, fold: int, member: int) -> Path:
+    """The folder of model `member` of fold `fold` (trainer.seeds)."""
+    return exp_dir / (f"fold{fold}" if member == 0 else f"fold{fold}-seed{member}")
+
+
+def _mean_of(members: list[pl.DataFrame], where: Path) -> pl.DataFrame:
+    """The OOF scores of a fold's seeds averaged, as inference averages them; they validated
+    the same steps (the split does not depend on the seed)."""
+    first, steps = members[0], members[0].select("series_id", "step")
+    if any(not m.select("series_id", "step").equals(steps) for m in members[1:]):
+        raise InputError(f"{where}: its seeds validated other steps; train the fold again")
+    n = len(members)
+    return first.with_columns(pl.Series(e, sum(m[e] for m in members) / n) for e in EVENTS)
+
+
 def gather_oof(cfg: Config) -> Path:
     """Concatenate the folds' OOF scores, score their candidates (the postprocess section),
     print the score with onset and wakeup apart, and record which bundles made them."""
     exp = cfg.exp_dir
     frames, record = [], {}
     for fold in trained_folds(cfg):
-        fold_dir = exp / f"fold{fold}"
-        for name in ("oof.parquet", "model.pt"):
-            if not (fold_dir / name).is_file():
-                raise InputError(f"{fold_dir}: no {name}; train fold {fold} first (02_train)")
-        frames.append(
-            pl.read_parquet(fold_dir / "oof.parquet").with_columns(fold=pl.lit(fold, pl.Int64))
-        )
-        record[str(fold)] = file_hash(fold_dir / "model.pt")
-    oof = pl.concat(frames).sort("series_id", "step")
+        members = []
+        for member in range(cfg.trainer.seeds):
+            fold_dir = member_dir(exp, fold, member)
+            for name in ("oof.parquet", "model.pt"):
+                if not (fold_dir / name).is_file():
+                    raise InputError(f"{fold_dir}: no {name}; train fold {fold} first (02_train)")
+            members.append(pl.read_parquet(fold_dir / "oof.parquet"))
+            record[fold_dir.name] = file_hash(fold_dir / "model.pt")
+        frames.append(_mean_of(members, fold_dir).with_columns(fold=pl.lit(fold, pl.Int64)))
+    manifest = load_prepared(cfg)
+    oof = _blend_outside(pl.concat(frames).sort("series_id", "step"), manifest, cfg)
+    outside = {b: file_hash(Path(b) / "model.pt") for b in cfg.ensemble.outside}
     with atomic_path(exp / OOF_FILE) as tmp:
         oof.write_parquet(tmp)
-    write_json(exp / RECORD_FILE, {"folds": record})
+    write_json(exp / RECORD_FILE, {"folds": record, "outside": outside})
 
-    manifest = Manifest.load(exp / "prepared" / "train")
     solution = manifest.read_events().filter(pl.col("step").is_not_null())
     candidates = oof_candidates(oof, manifest, cfg.postprocess)
     table, score = event_detection_ap_table(solution_of(oof, solution), candidates)
     write_metrics(table, score, exp / "oof_metrics.csv")
-    print(format_score(table, score, f"OOF over {len(record)} fold(s)"))
+    print(format_score(table, score, f"OOF over {len(frames)} fold(s)"))
     return exp / OOF_FILE
+
+
+def _blend_outside(oof: pl.DataFrame, manifest: Manifest, cfg: Config) -> pl.DataFrame:
+    """The folds' OOF scores blended with `ensemble.outside`'s scores of the same steps, as
+    inference blends them (the outside bundles never saw these nights)."""
+    from sleepdetect.inference import blend_outside, outside_bundles, pick_device
+
+    device = pick_device()
+    outside = outside_bundles(cfg, device)
+    if not outside:
+        return oof
+    weight = cfg.ensemble.outside_weight
+    print(f"OOF scores blended with {len(outside)} outside bundle(s) at weight {weight}")
+    traces, parts = score_traces(oof, manifest), []
+    for (sid,), part in oof.group_by(["series_id"], maintain_order=True):
+        features = manifest.features(str(sid))
+        blended = blend_outside(
+            traces[str(sid)], outside, weight, features, cfg.infer.batch_size, device
+        )[part["step"].to_numpy()]
+        parts.append(part.with_columns(onset=blended[:, 0], wakeup=blended[:, 1]))
+    return pl.concat(parts)
 
 
 def read_oof(exp_dir: Path) -> pl.DataFrame:
@@ -81,8 +112,10 @@ def read_oof(exp_dir: Path) -> pl.DataFrame:
         raise InputError(
             f"{exp_dir}: no {OOF_FILE}; train every fold first (02_train with split.fold: null)"
         )
-    for fold, digest in json.loads(record_path.read_text())["folds"].items():
-        model = exp_dir / f"fold{fold}" / "model.pt"
+    record = json.loads(record_path.read_text())
+    models = {exp_dir / name / "model.pt": h for name, h in record["folds"].items()}
+    models |= {Path(b) / "model.pt": h for b, h in record.get("outside", {}).items()}
+    for model, digest in models.items():
         if not model.is_file() or file_hash(model) != digest:
             raise InputError(
                 f"{path} is stale: {model} changed since it was gathered; run 02_train again "

@@ -14,6 +14,7 @@ This is the only module that imports lightning.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import replace
@@ -25,9 +26,17 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader
 
-from sleepdetect.candidates import predict_candidates
-from sleepdetect.config import AugmentConfig, Config, ConfigError, PostprocessConfig, save_config
-from sleepdetect.data.prepare import Manifest
+from sleepdetect.candidates import predict_candidates, score_frame
+from sleepdetect.config import (
+    AugmentConfig,
+    Config,
+    ConfigError,
+    PostprocessConfig,
+    SplitConfig,
+    WindowsConfig,
+    save_config,
+)
+from sleepdetect.data.prepare import Manifest, load_prepared
 from sleepdetect.data.windows import (
     Segment,
     SeriesLabels,
@@ -37,11 +46,14 @@ from sleepdetect.data.windows import (
     split_segments,
 )
 from sleepdetect.errors import InputError
-from sleepdetect.files import atomic_path, write_text
+from sleepdetect.files import atomic_path, write_json
+from sleepdetect.fingerprints import file_hash
 from sleepdetect.inference import load_bundle, predict_series
-from sleepdetect.metric import event_detection_ap_table, write_metrics
+from sleepdetect.metric import event_detection_ap_table
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
+from sleepdetect.oof import member_dir
+from sleepdetect.scoring import write_metrics
 
 # ---------------------------------------------------------------- validation
 
@@ -95,24 +107,32 @@ class Validator:
 # ---------------------------------------------------------------- the Lightning glue
 
 
-def _mix(
-    x: torch.Tensor, labels: torch.Tensor, stride: int, augment: AugmentConfig
+def _partners(n: int) -> torch.Tensor:
+    """For each window of a batch the index of another one to mix it with (a random rotation,
+    so no window is paired with itself once the batch has two)."""
+    shift = int(torch.randint(1, n, ())) if n > 1 else 0
+    return torch.arange(n).roll(shift)
+
+
+def _mixup(
+    x: torch.Tensor, labels: torch.Tensor, partner: torch.Tensor, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixup (blend two windows and their soft labels by lam ~ Beta) or cutmix (paste a
-    stretch of another window; its labels follow frame by frame, so the weights are exact)."""
-    perm = torch.randperm(x.shape[0], device=x.device)
-    if augment.mixup_prob and torch.rand(()) < augment.mixup_prob:
-        lam = float(np.random.beta(augment.mixup_alpha, augment.mixup_alpha))
-        x = lam * x + (1 - lam) * x[perm]
-        labels = lam * labels + (1 - lam) * labels[perm]
-    if augment.cutmix_prob and torch.rand(()) < augment.cutmix_prob:
-        frames = labels.shape[1]
-        lam = float(np.random.beta(augment.cutmix_alpha, augment.cutmix_alpha))
-        cut = int(round((1 - lam) * frames))
-        a = int(np.random.randint(0, frames - cut + 1))
-        x, labels = x.clone(), labels.clone()
-        x[:, :, a * stride : (a + cut) * stride] = x[perm, :, a * stride : (a + cut) * stride]
-        labels[:, a : a + cut] = labels[perm, a : a + cut]
+    """Blend each window with its partner and the labels alike, by lam ~ Beta(alpha, alpha)."""
+    lam = float(np.random.beta(alpha, alpha))
+    return lam * x + (1 - lam) * x[partner], lam * labels + (1 - lam) * labels[partner]
+
+
+def _cutmix(
+    x: torch.Tensor, labels: torch.Tensor, partner: torch.Tensor, alpha: float, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste a stretch of the partner window (a share 1 - lam, lam ~ Beta(alpha, alpha)) of
+    whole frames; its labels follow frame by frame, so they are exact."""
+    frames = labels.shape[1]
+    cut = int(round((1 - float(np.random.beta(alpha, alpha))) * frames))
+    a = int(np.random.randint(0, frames - cut + 1))
+    x, labels = x.clone(), labels.clone()
+    x[:, :, a * stride : (a + cut) * stride] = x[partner, :, a * stride : (a + cut) * stride]
+    labels[:, a : a + cut] = labels[partner, a : a + cut]
     return x, labels
 
 
@@ -156,12 +176,15 @@ class SleepModule(L.LightningModule):
         x, targets = batch
         if self.model.target_kind == "segmentation" and self.augment.reverse_prob:
             x, targets["labels"] = _reverse(x, targets["labels"], self.augment.reverse_prob)
-        if self.model.target_kind == "segmentation" and (
-            self.augment.mixup_prob or self.augment.cutmix_prob
-        ):
-            x, targets["labels"] = _mix(
-                x, targets["labels"], self.model.output_stride, self.augment
-            )
+        aug = self.augment
+        if self.model.target_kind == "segmentation" and (aug.mixup_prob or aug.cutmix_prob):
+            partner = _partners(x.shape[0]).to(x.device)
+            if aug.mixup_prob and torch.rand(()) < aug.mixup_prob:
+                x, targets["labels"] = _mixup(x, targets["labels"], partner, aug.mixup_alpha)
+            if aug.cutmix_prob and torch.rand(()) < aug.cutmix_prob:
+                x, targets["labels"] = _cutmix(
+                    x, targets["labels"], partner, aug.cutmix_alpha, self.model.downsample_rate
+                )
         loss = self.model.loss(self.model(x), targets)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         return loss
@@ -206,17 +229,58 @@ def _gather_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 class SleepDataModule(L.LightningDataModule):
+    """One fold's data: the split of the prepared series into training and validation
+    segments, the sampled training windows with their targets, and the validation segments
+    (by index; the Validator predicts each whole)."""
+
     def __init__(
         self,
-        train_set: WindowDataset,
-        sampler: WindowSampler,
-        n_valid_segments: int,
+        manifest: Manifest,
+        split: SplitConfig,
+        windows: WindowsConfig,
+        target_kind: str,
+        downsample_rate: int,
         batch_size: int,
         num_workers: int,
+        seed: int,
+        sample_seed: int,
     ) -> None:
         super().__init__()
-        self.train_set, self.sampler, self.n_valid = train_set, sampler, n_valid_segments
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.events = manifest.read_events()
+        ids = [s.series_id for s in manifest.series]
+        labels = {
+            sid: SeriesLabels.from_events(self.events.filter(pl.col("series_id") == sid))
+            for sid in ids
+        }
+        self.train_segments, self.valid_segments = split_segments(
+            manifest,
+            labels,
+            split.kind,
+            split.n_folds,
+            split.fold,
+            split.valid_fraction,
+            seed,
+            events=self.events,
+            margin=split.margin,
+        )
+        self.sampler = WindowSampler(
+            self.train_segments,
+            {sid: i for i, sid in enumerate(ids)},
+            labels,
+            windows.length,
+            windows.per_epoch,
+            windows.event_ratio,
+            sample_seed,
+        )
+        self.train_set = WindowDataset(
+            [manifest.features(s) for s in ids],
+            [labels[s] for s in ids],
+            windows.length,
+            target_kind,
+            downsample_rate,
+            windows.sigma,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
@@ -228,7 +292,8 @@ class SleepDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(list(range(self.n_valid)), batch_size=1, collate_fn=list)
+        indices = list(range(len(self.valid_segments)))
+        return DataLoader(indices, batch_size=1, collate_fn=list)
 
 
 # ---------------------------------------------------------------- the stage
@@ -244,30 +309,35 @@ def resolve_precision(precision: str) -> str:
 
 
 def train_folds(cfg: Config) -> Path:
-    """The 02_train stage: train fold `split.fold`, or every fold when it is None (a fold
-    whose bundle was already trained with this config is kept), then gather the out-of-fold
-    predictions of every trained fold (oof.py). Returns `<exp>/oof.parquet`."""
+    """The 02_train stage: train fold `split.fold`, or every fold when it is None, each
+    `trainer.seeds` times (a model already trained with this config and data is kept), then
+    gather the out-of-fold predictions of every trained fold (oof.py). Returns
+    `<exp>/oof.parquet`."""
     from sleepdetect.oof import gather_oof, trained_folds
 
     n = fold_count(cfg.split.kind, cfg.split.n_folds)
-    todo = []
+    inputs = fold_inputs(cfg, load_prepared(cfg))
+    todo = []  # (fold config, member)
     for fold in trained_folds(cfg):
         fold_cfg = replace(cfg, split=replace(cfg.split, fold=fold))
-        if _trained_with(cfg.exp_dir / f"fold{fold}", fold_cfg):
-            print(f"fold {fold}: already trained with this config")
-        else:
-            todo.append(fold_cfg)
+        for member in range(cfg.trainer.seeds):
+            folder = member_dir(cfg.exp_dir, fold, member)
+            if _trained_with(folder, fold_cfg, inputs):
+                print(f"{folder.name}: already trained with this config")
+                save_config(fold_cfg, folder / "config.yaml")  # infer, tune... as now
+            else:
+                todo.append((fold_cfg, member))
     workers = min(cfg.trainer.fold_workers, len(todo))
     if workers <= 1:
-        for fold_cfg in todo:
-            print(f"fold {fold_cfg.split.fold} of {n}")
-            train(fold_cfg)
+        for fold_cfg, member in todo:
+            print(f"fold {fold_cfg.split.fold} of {n}, seed {fold_cfg.seed + member}")
+            train(fold_cfg, member)
     else:
         _train_in_processes(todo, workers)
     return gather_oof(cfg)
 
 
-def _train_in_processes(configs: list[Config], workers: int) -> None:
+def _train_in_processes(todo: list[tuple[Config, int]], workers: int) -> None:
     """Folds at once in `workers` processes sharing the cores: a small recurrent model gains
     nothing from a second thread, so two one-thread folds train twice as fast as two in turn."""
     import multiprocessing
@@ -276,44 +346,65 @@ def _train_in_processes(configs: list[Config], workers: int) -> None:
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    print(f"training folds {[c.split.fold for c in configs]}, {workers} at once")
+    configs, members = [c for c, _ in todo], [m for _, m in todo]
+    print(
+        f"training {len(todo)} models of folds {sorted({c.split.fold for c in configs})}, "
+        f"{workers} at once"
+    )
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        for fold_dir in pool.map(_train_with_threads, configs, [threads] * len(configs)):
+        for fold_dir in pool.map(_train_with_threads, configs, members, [threads] * len(todo)):
             print(f"trained {fold_dir}")
 
 
-def _train_with_threads(cfg: Config, threads: int) -> Path:
+def _train_with_threads(cfg: Config, member: int, threads: int) -> Path:
     torch.set_num_threads(threads)
-    return train(cfg)
+    return train(cfg, member)
 
 
-def _saved_config_is(fold_dir: Path, cfg: Config) -> bool:
-    from sleepdetect.config import load_config, to_dict
-
-    saved = fold_dir / "config.yaml"
-    return saved.is_file() and to_dict(load_config(saved)) == to_dict(cfg)
+INPUTS_RECORD = "inputs.json"
 
 
-def _trained_with(fold_dir: Path, cfg: Config) -> bool:
-    """The fold is complete, of this config, and started from the same `init_from` weights
-    (a pretrained bundle retrained since makes the fold stale)."""
-    complete = (fold_dir / "model.pt").is_file() and (fold_dir / "oof.parquet").is_file()
-    if not (complete and _saved_config_is(fold_dir, cfg)):
+def fold_inputs(cfg: Config, manifest: Manifest) -> dict:
+    """What a fold is trained from besides its config: the prepared data's sources and the
+    `init_from` weights. Recorded beside the bundle; a change retrains the fold."""
+    weights = Path(cfg.model.init_from or "") / "model.pt"
+    init = file_hash(weights) if cfg.model.init_from and weights.is_file() else None  # else
+    # train() stops with the reason
+    data = {name: record["fingerprint"] for name, record in manifest.sources.items()}
+    return {"data": data, "init_from": init}
+
+
+# What a fold model does not depend on: changing these keeps the trained folds (the data's
+# content is checked by inputs.json, not by where it lies).
+_NOT_FOLD_KEYS = ("data", "output", "infer", "ensemble", "tune", "kaggle")
+_NOT_FOLD_TRAINER_KEYS = ("seeds", "fold_workers")
+
+
+def _fold_dict(cfg: Config) -> dict:
+    from sleepdetect.config import to_dict
+
+    d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_FOLD_KEYS}
+    d["trainer"] = {k: v for k, v in d["trainer"].items() if k not in _NOT_FOLD_TRAINER_KEYS}
+    return d
+
+
+def _same_run(fold_dir: Path, cfg: Config, inputs: dict) -> bool:
+    """The fold folder was written with this config (the keys a fold depends on) and these
+    inputs."""
+    from sleepdetect.config import load_config
+
+    config, record = fold_dir / "config.yaml", fold_dir / INPUTS_RECORD
+    if not (config.is_file() and record.is_file()):
         return False
-    return not cfg.model.init_from or _read_text(fold_dir / INIT_RECORD) == _init_hash(cfg)
+    same_config = _fold_dict(load_config(config)) == _fold_dict(cfg)
+    return same_config and json.loads(record.read_text()) == inputs
 
 
-INIT_RECORD = "init_from.sha256"
-
-
-def _init_hash(cfg: Config) -> str:
-    from sleepdetect.oof import file_hash
-
-    return file_hash(Path(cfg.model.init_from) / "model.pt")
-
-
-def _read_text(path: Path) -> str | None:
-    return path.read_text().strip() if path.is_file() else None
+def _trained_with(fold_dir: Path, cfg: Config, inputs: dict) -> bool:
+    """The fold is complete, of this config and these inputs (retrained pretraining weights
+    or a changed data file make it stale)."""
+    complete = (fold_dir / "model.pt").is_file() and (fold_dir / "oof.parquet").is_file()
+    return complete and _same_run(fold_dir, cfg, inputs)
 
 
 def _init_weights(model: SleepModel, path: str, feature_names: list[str]) -> None:
@@ -341,68 +432,45 @@ def _init_weights(model: SleepModel, path: str, feature_names: list[str]) -> Non
         ) from e
 
 
-def train(cfg: Config) -> Path:
-    """Train fold `cfg.split.fold` (None: fold 0); returns the fold folder (the bundle and its
-    reports)."""
+def train(cfg: Config, member: int = 0) -> Path:
+    """Train model `member` (seed `cfg.seed + member`; the split keeps `cfg.seed`) of fold
+    `cfg.split.fold` (None: fold 0); returns its folder (the bundle and its reports)."""
     if cfg.split.fold is None:
         cfg = replace(cfg, split=replace(cfg.split, fold=0))
-    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
-    events = manifest.read_events()
-    ids = [s.series_id for s in manifest.series]
-    labels = {
-        sid: SeriesLabels.from_events(events.filter(pl.col("series_id") == sid)) for sid in ids
-    }
-    train_segs, valid_segs = split_segments(
-        manifest,
-        labels,
-        cfg.split.kind,
-        cfg.split.n_folds,
-        cfg.split.fold,
-        cfg.split.valid_fraction,
-        cfg.seed,
-        events=events,
-        margin=cfg.split.margin,
-    )
-    fold_dir = cfg.exp_dir / f"fold{cfg.split.fold}"
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    last = fold_dir / "checkpoints" / "last.ckpt"
-    if last.is_file() and not _saved_config_is(fold_dir, cfg):
-        print(f"{last} was written with another config: training fold {cfg.split.fold} afresh")
-        shutil.rmtree(fold_dir / "checkpoints")
-    save_config(cfg, fold_dir / "config.yaml")
-
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    manifest = load_prepared(cfg)
+    L.seed_everything(cfg.seed + member, workers=True, verbose=False)
     model = build_model(cfg.model, in_channels=len(manifest.feature_names))
     if cfg.model.init_from:
         _init_weights(model, cfg.model.init_from, manifest.feature_names)
-        write_text(fold_dir / INIT_RECORD, _init_hash(cfg) + "\n")
     mixing = cfg.augment.mixup_prob or cfg.augment.cutmix_prob or cfg.augment.reverse_prob
     if mixing and model.target_kind != "segmentation":
         raise ConfigError(
             f"augment: mixup/cutmix/reverse need segmentation targets, not {model.target_kind}"
         )
-    index = {sid: i for i, sid in enumerate(ids)}
-    sampler = WindowSampler(
-        train_segs,
-        index,
-        labels,
-        cfg.windows.length,
-        cfg.windows.per_epoch,
-        cfg.windows.event_ratio,
-        cfg.seed,
-    )
-    train_set = WindowDataset(
-        [manifest.features(s) for s in ids],
-        [labels[s] for s in ids],
-        cfg.windows.length,
+    data = SleepDataModule(
+        manifest,
+        cfg.split,
+        cfg.windows,
         model.target_kind,
-        model.output_stride,
-        cfg.windows.sigma,
+        model.downsample_rate,
+        cfg.trainer.batch_size,
+        cfg.trainer.num_workers,
+        cfg.seed,
+        cfg.seed + member,
     )
+    fold_dir = member_dir(cfg.exp_dir, cfg.split.fold, member)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    last = fold_dir / "checkpoints" / "last.ckpt"
+    inputs = fold_inputs(cfg, manifest)
+    if last.is_file() and not _same_run(fold_dir, cfg, inputs):
+        print(f"{last} was written with another config or data: training fold afresh")
+        shutil.rmtree(fold_dir / "checkpoints")
+    save_config(cfg, fold_dir / "config.yaml")
+    write_json(fold_dir / INPUTS_RECORD, inputs)
     validator = Validator(
         manifest,
-        valid_segs,
-        events,
+        data.valid_segments,
+        data.events,
         cfg.windows.length,
         cfg.windows.valid_stride,
         cfg.trainer.batch_size,
@@ -415,9 +483,6 @@ def train(cfg: Config) -> Path:
         cfg.optimizer.weight_decay,
         cfg.optimizer.warmup_fraction,
         cfg.augment,
-    )
-    data = SleepDataModule(
-        train_set, sampler, len(valid_segs), cfg.trainer.batch_size, cfg.trainer.num_workers
     )
     trainer = _trainer(cfg, fold_dir)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
@@ -496,16 +561,7 @@ def export_bundle(module: SleepModule, best: str, validator: Validator, fold_dir
     for seg in validator.segments:
         scores = validator.predict(model, seg, device)
         candidates.append(validator.candidates(seg, scores))
-        oof.append(
-            pl.DataFrame(
-                {
-                    "series_id": seg.series_id,
-                    "step": np.arange(seg.start, seg.end, dtype=np.int64),
-                    "onset": scores[:, 0],
-                    "wakeup": scores[:, 1],
-                }
-            )
-        )
+        oof.append(score_frame(seg.series_id, scores, seg.start))
     with atomic_path(fold_dir / "oof.parquet") as tmp:
         pl.concat(oof).write_parquet(tmp)
     table, score = validator.score(pl.concat(candidates))

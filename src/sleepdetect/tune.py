@@ -35,13 +35,14 @@ import polars as pl
 import yaml
 
 from sleepdetect.config import Config, ConfigError, PostprocessConfig, from_dict, to_dict
-from sleepdetect.data.prepare import Manifest
+from sleepdetect.data.prepare import Manifest, load_prepared
 from sleepdetect.data.windows import night_cuts
 from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path, write_text
-from sleepdetect.metric import event_detection_ap_table, match_detections, write_metrics
+from sleepdetect.metric import event_detection_ap_table, match_detections
 from sleepdetect.oof import RECORD_FILE, format_score, oof_candidates, read_oof, solution_of
 from sleepdetect.postprocess import PEAK_OPTIONS
+from sleepdetect.scoring import write_metrics
 
 TUNED_FILE = "postprocess.yaml"
 
@@ -227,7 +228,7 @@ def tune(cfg: Config) -> TuneResult:
     start = time.perf_counter()
     exp = cfg.exp_dir
     oof = read_oof(exp)
-    manifest = Manifest.load(exp / "prepared" / "train")
+    manifest = load_prepared(cfg)
     n_settings = len(grid_settings(cfg.postprocess, cfg.tune.grid))
     print(f"tune: {n_settings} settings, nested over the folds of {exp / 'oof.parquet'}")
     result = run_tune(
