@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -300,3 +301,49 @@ def test_a_checkpoint_of_another_config_is_not_resumed(prepared, tmp_path, capsy
     again = train(load_config(None, [data, out, *TINY, "optimizer.lr=0.003"]))
     assert "written with another config or data" in capsys.readouterr().out
     assert (again / "model.pt").is_file()
+
+
+def test_extra_series_join_training_at_their_share_and_never_validate(prepared, tmp_path):
+    from sleepdetect.config import ConfigError
+    from sleepdetect.training import SleepDataModule, extra_manifests
+
+    other = load_config(
+        None,
+        [
+            f"data.dir={tmp_path / 'other-data'}",
+            f"output.dir={tmp_path}",
+            "exp_name=other",
+            "data.synthetic.series=2",
+            "data.synthetic.days=3",
+            "data.synthetic.seed=9",
+            *TINY,
+        ],
+    )
+    prepare(other)
+    cfg = tiny_cfg(
+        prepared,
+        tmp_path,
+        f"windows.extra=[{other.exp_dir}]",
+        "windows.extra_share=0.25",
+        "split.fold=0",
+    )
+    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    extra = extra_manifests(cfg, manifest)
+    data = SleepDataModule(manifest, cfg.split, cfg.windows, "segmentation", 12, 8, 0, 0, 0, extra)
+    draws = data.sampler.draw(0)
+    n_own = len(manifest.series)
+    assert len(draws) == cfg.windows.per_epoch
+    assert (draws[:, 0] >= n_own).sum() == round(0.25 * cfg.windows.per_epoch)
+    assert len(data.train_set.features) == n_own + 2
+    for series, start, stop in draws[draws[:, 0] >= n_own]:
+        assert 0 <= start < stop <= len(data.train_set.features[series])
+    assert np.array_equal(data.sampler.draw(0), draws)  # (seed, epoch) alone fix the draws
+    assert {s.series_id for s in data.valid_segments} <= {s.series_id for s in manifest.series}
+    fold = train(cfg)
+    assert (fold / "model.pt").is_file()
+    assert json.loads((fold / "inputs.json").read_text())["extra"] == {
+        str(extra[0].root): extra[0].sources["series"]["fingerprint"]
+    }
+    own = tiny_cfg(prepared, tmp_path / "own", f"windows.extra=[{cfg.exp_dir}]")
+    with pytest.raises(ConfigError, match="holds this experiment's own series"):
+        extra_manifests(own, manifest)

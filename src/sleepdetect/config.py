@@ -145,6 +145,10 @@ class WindowsConfig:
     event_ratio: float = 0.5  # share centred near a labelled event; the rest anywhere
     sigma: float = 10.0  # width of the Gaussian event targets, in steps
     valid_stride: int = 2880  # validation windows overlap by length - valid_stride
+    # experiment folders whose prepared train series (same features) join every fold's
+    # training windows, never validated: e.g. the synthetic pretraining's, mixed with real nights
+    extra: list[str] = field(default_factory=list)
+    extra_share: float = 0.5  # share of each epoch's windows drawn from them
 
 
 @dataclass
@@ -326,6 +330,9 @@ def load_config(
     cfg.data.dir = resolve_path(cfg.data.dir)
     cfg.infer.bundles = [resolve_path(b) for b in cfg.infer.bundles]
     cfg.ensemble.outside = [resolve_path(b) for b in cfg.ensemble.outside]
+    cfg.windows.extra = [resolve_path(d) for d in cfg.windows.extra]
+    if not 0 <= cfg.windows.extra_share < 1:
+        raise ConfigError(f"windows.extra_share={cfg.windows.extra_share}: a share, from 0 to 1")
     if not 0 <= cfg.ensemble.outside_weight <= 1:
         raise ConfigError(
             f"ensemble.outside_weight={cfg.ensemble.outside_weight}: a share, from 0 to 1"

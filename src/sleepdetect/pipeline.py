@@ -64,8 +64,8 @@ def stage_output(cfg: Config, stage: str) -> Path:
 
 def stage_inputs(cfg: Config, root: Path, stage: str) -> dict[str, str | None]:
     """The files a stage reads besides its config, by content (None: not there yet): the
-    competition files of its phase, the `init_from` weights, the bundles it averages. A
-    file replaced under the same path makes the stage run again."""
+    competition files of its phase, the `init_from` weights, `windows.extra`'s prepared series,
+    the bundles it averages. A file replaced under the same path makes the stage run again."""
     from sleepdetect.data.prepare import source_files
     from sleepdetect.fingerprints import content_fingerprint, file_hash
 
@@ -74,6 +74,10 @@ def stage_inputs(cfg: Config, root: Path, stage: str) -> dict[str, str | None]:
     hashed = {}
     if stage == "train" and cfg.model.init_from:
         hashed["init_from"] = root / cfg.model.init_from / "model.pt"
+    if stage == "train":  # the manifests of windows.extra hold their sources' fingerprints
+        hashed |= {
+            f"extra {d}": root / d / "prepared/train/manifest.json" for d in cfg.windows.extra
+        }
     if stage in ("train", "infer"):
         hashed |= {f"outside {b}": root / b / "model.pt" for b in cfg.ensemble.outside}
     if stage == "infer":

@@ -38,12 +38,14 @@ from sleepdetect.config import (
 )
 from sleepdetect.data.prepare import Manifest, load_prepared
 from sleepdetect.data.windows import (
+    MixedSampler,
     Segment,
     SeriesLabels,
     WindowDataset,
     WindowSampler,
     fold_count,
     split_segments,
+    whole_series,
 )
 from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path, write_json
@@ -244,8 +246,10 @@ class SleepDataModule(L.LightningDataModule):
         num_workers: int,
         seed: int,
         sample_seed: int,
+        extra: list[Manifest] | None = None,
     ) -> None:
         super().__init__()
+        extra = extra or []
         self.batch_size, self.num_workers = batch_size, num_workers
         self.events = manifest.read_events()
         ids = [s.series_id for s in manifest.series]
@@ -264,22 +268,39 @@ class SleepDataModule(L.LightningDataModule):
             events=self.events,
             margin=split.margin,
         )
-        self.sampler = WindowSampler(
+        n_extra = round(windows.per_epoch * windows.extra_share) if extra else 0
+        sampler = WindowSampler(
             self.train_segments,
             {sid: i for i, sid in enumerate(ids)},
             labels,
             windows.length,
-            windows.per_epoch,
+            windows.per_epoch - n_extra,
             windows.event_ratio,
             sample_seed,
         )
+        features, series_labels = [manifest.features(s) for s in ids], [labels[s] for s in ids]
+        samplers, offsets = [sampler], [0]
+        for i, other in enumerate(extra):  # windows.extra: whole series, training only
+            segments, other_labels = whole_series(other)
+            share = n_extra // len(extra) + (i < n_extra % len(extra))
+            other_ids = [seg.series_id for seg in segments]
+            samplers.append(
+                WindowSampler(
+                    segments,
+                    {sid: j for j, sid in enumerate(other_ids)},
+                    other_labels,
+                    windows.length,
+                    share,
+                    windows.event_ratio,
+                    sample_seed + 1 + i,
+                )
+            )
+            offsets.append(len(features))
+            features += [other.features(sid) for sid in other_ids]
+            series_labels += [other_labels[sid] for sid in other_ids]
+        self.sampler = sampler if not extra else MixedSampler(samplers, offsets, sample_seed)
         self.train_set = WindowDataset(
-            [manifest.features(s) for s in ids],
-            [labels[s] for s in ids],
-            windows.length,
-            target_kind,
-            downsample_rate,
-            windows.sigma,
+            features, series_labels, windows.length, target_kind, downsample_rate, windows.sigma
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -364,14 +385,38 @@ def _train_with_threads(cfg: Config, member: int, threads: int) -> Path:
 INPUTS_RECORD = "inputs.json"
 
 
+def extra_manifests(cfg: Config, manifest: Manifest) -> list[Manifest]:
+    """The prepared train series of `windows.extra`: same features as this experiment's, and
+    not its data (those nights would be trained on in every fold)."""
+    out = []
+    for folder in cfg.windows.extra:
+        other = Manifest.load(Path(folder) / "prepared" / "train")
+        if other.feature_names != manifest.feature_names:
+            raise ConfigError(
+                f"windows.extra: {other.root} has features {other.feature_names}, this "
+                f"experiment {manifest.feature_names}; prepare it with the same features"
+            )
+        if other.sources["series"]["fingerprint"] == manifest.sources["series"]["fingerprint"]:
+            raise ConfigError(
+                f"windows.extra: {other.root} holds this experiment's own series; extra series "
+                "must be other data (they train in every fold)"
+            )
+        out.append(other)
+    return out
+
+
 def fold_inputs(cfg: Config, manifest: Manifest) -> dict:
-    """What a fold is trained from besides its config: the prepared data's sources and the
-    `init_from` weights. Recorded beside the bundle; a change retrains the fold."""
+    """What a fold is trained from besides its config: the prepared data's sources, the
+    `init_from` weights and the `windows.extra` series. Recorded beside the bundle; a change
+    retrains the fold."""
     weights = Path(cfg.model.init_from or "") / "model.pt"
     init = file_hash(weights) if cfg.model.init_from and weights.is_file() else None  # else
     # train() stops with the reason
     data = {name: record["fingerprint"] for name, record in manifest.sources.items()}
-    return {"data": data, "init_from": init}
+    extra = {
+        str(m.root): m.sources["series"]["fingerprint"] for m in extra_manifests(cfg, manifest)
+    }
+    return {"data": data, "init_from": init, "extra": extra}
 
 
 # What a fold model does not depend on: changing these keeps the trained folds (the data's
@@ -457,6 +502,7 @@ def train(cfg: Config, member: int = 0) -> Path:
         cfg.trainer.num_workers,
         cfg.seed,
         cfg.seed + member,
+        extra_manifests(cfg, manifest),
     )
     fold_dir = member_dir(cfg.exp_dir, cfg.split.fold, member)
     fold_dir.mkdir(parents=True, exist_ok=True)

@@ -250,6 +250,42 @@ class WindowSampler(Sampler[tuple[int, int]]):
             yield int(series), int(start), int(stop)
 
 
+class MixedSampler(Sampler[tuple[int, int, int]]):
+    """Each epoch's windows from several samplers at once (the real nights and, say, synthetic
+    series), each drawing its own count, shuffled together. Sampler i's series indices are
+    shifted by `offsets[i]`, so that one dataset holds every series."""
+
+    def __init__(self, samplers: list[WindowSampler], offsets: list[int], seed: int) -> None:
+        self.samplers, self.offsets, self.seed = samplers, offsets, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(s.per_epoch for s in self.samplers)
+
+    def draw(self, epoch: int) -> np.ndarray:
+        """(len, 3) [series index, start step, stop step], as WindowSampler.draw."""
+        rows = [s.draw(epoch) + [o, 0, 0] for s, o in zip(self.samplers, self.offsets, strict=True)]
+        out = np.concatenate(rows)
+        return out[np.random.default_rng([self.seed, epoch, 1]).permutation(len(out))]
+
+    def __iter__(self):
+        for series, start, stop in self.draw(self.epoch):
+            yield int(series), int(start), int(stop)
+
+
+def whole_series(manifest: Manifest) -> tuple[list[Segment], dict[str, SeriesLabels]]:
+    """Every series of `manifest` as one training segment, with its labels."""
+    events = manifest.read_events()
+    labels = {
+        s.series_id: SeriesLabels.from_events(events.filter(pl.col("series_id") == s.series_id))
+        for s in manifest.series
+    }
+    return [Segment(s.series_id, 0, s.n_steps) for s in manifest.series], labels
+
+
 class WindowDataset(Dataset):
     """(series index, start[, stop]) -> (features (F, length) float32, targets of the model's
     kind), read from memory-mapped arrays; a window running past a series' end or past `stop`
