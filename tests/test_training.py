@@ -136,6 +136,28 @@ def test_targets_line_up_with_events(prepared):
     assert y[onset - start + 5, 0] == 1.0  # asleep just after the onset
 
 
+def test_targets_narrow_over_the_epochs(prepared):
+    m = Manifest.load(prepared / "demo" / "prepared" / "train")
+    labels = labels_of(m)
+    ids = [s.series_id for s in m.series]
+    args = ([m.features(s) for s in ids], [labels[s] for s in ids], 2880, "segmentation", 1)
+    ds = WindowDataset(*args, 60.0, sigma_final=12.0, epochs=5)
+    series = next(i for i, s in enumerate(ids) if len(labels[s].onsets))
+    start = max(0, int(labels[ids[series]].onsets[0]) - 1000)
+
+    def width(epoch):  # steps where the onset target is above half its peak
+        onset = ds[(series, start, start + 2880, epoch)][1]["labels"][:, 1]
+        return int((onset > onset.max() / 2).sum())
+
+    assert [ds.sigma_at(e) for e in (0, 2, 4, 9)] == [60.0, 36.0, 12.0, 12.0]
+    assert width(0) > width(2) > width(4)
+    plain = WindowDataset(*args, 60.0)
+    assert plain.sigma_at(4) == 60.0
+    np.testing.assert_array_equal(
+        plain[(series, start)][1]["labels"], ds[(series, start, start + 2880, 0)][1]["labels"]
+    )
+
+
 def test_fit_writes_bundle_and_keeps_best_epoch(prepared, tmp_path):
     cfg = tiny_cfg(prepared, tmp_path, "trainer.max_epochs=4")
     fold = train(cfg)

@@ -144,6 +144,7 @@ class WindowsConfig:
     per_epoch: int = 1024  # windows drawn each epoch
     event_ratio: float = 0.5  # share centred near a labelled event; the rest anywhere
     sigma: float = 10.0  # width of the Gaussian event targets, in steps
+    sigma_final: float | None = None  # narrow the targets to this width by the last epoch
     valid_stride: int = 2880  # validation windows overlap by length - valid_stride
     # experiment folders whose prepared train series (same features) join every fold's
     # training windows, never validated: e.g. the synthetic pretraining's, mixed with real nights

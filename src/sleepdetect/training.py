@@ -247,6 +247,7 @@ class SleepDataModule(L.LightningDataModule):
         seed: int,
         sample_seed: int,
         extra: list[Manifest] | None = None,
+        epochs: int = 1,
     ) -> None:
         super().__init__()
         extra = extra or []
@@ -300,7 +301,14 @@ class SleepDataModule(L.LightningDataModule):
             series_labels += [other_labels[sid] for sid in other_ids]
         self.sampler = sampler if not extra else MixedSampler(samplers, offsets, sample_seed)
         self.train_set = WindowDataset(
-            features, series_labels, windows.length, target_kind, downsample_rate, windows.sigma
+            features,
+            series_labels,
+            windows.length,
+            target_kind,
+            downsample_rate,
+            windows.sigma,
+            windows.sigma_final,
+            epochs,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -503,6 +511,7 @@ def train(cfg: Config, member: int = 0) -> Path:
         cfg.seed,
         cfg.seed + member,
         extra_manifests(cfg, manifest),
+        cfg.trainer.max_epochs,
     )
     fold_dir = member_dir(cfg.exp_dir, cfg.split.fold, member)
     fold_dir.mkdir(parents=True, exist_ok=True)

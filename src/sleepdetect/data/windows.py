@@ -177,7 +177,7 @@ def fold_count(kind: str, n_folds: int) -> int:
 # ---------------------------------------------------------------- training windows
 
 
-class WindowSampler(Sampler[tuple[int, int]]):
+class WindowSampler(Sampler[tuple[int, int, int, int]]):
     """Draws each epoch's windows at once with numpy: `event_ratio` of them contain a labelled
     event at a random position, the rest start anywhere in a training segment (so series and
     nights without events still teach what wake and non-wear look like). Draws depend only on
@@ -247,10 +247,10 @@ class WindowSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self):
         for series, start, stop in self.draw(self.epoch):
-            yield int(series), int(start), int(stop)
+            yield int(series), int(start), int(stop), self.epoch
 
 
-class MixedSampler(Sampler[tuple[int, int, int]]):
+class MixedSampler(Sampler[tuple[int, int, int, int]]):
     """Each epoch's windows from several samplers at once (the real nights and, say, synthetic
     series), each drawing its own count, shuffled together. Sampler i's series indices are
     shifted by `offsets[i]`, so that one dataset holds every series."""
@@ -273,7 +273,7 @@ class MixedSampler(Sampler[tuple[int, int, int]]):
 
     def __iter__(self):
         for series, start, stop in self.draw(self.epoch):
-            yield int(series), int(start), int(stop)
+            yield int(series), int(start), int(stop), self.epoch
 
 
 def whole_series(manifest: Manifest) -> tuple[list[Segment], dict[str, SeriesLabels]]:
@@ -287,9 +287,11 @@ def whole_series(manifest: Manifest) -> tuple[list[Segment], dict[str, SeriesLab
 
 
 class WindowDataset(Dataset):
-    """(series index, start[, stop]) -> (features (F, length) float32, targets of the model's
-    kind), read from memory-mapped arrays; a window running past a series' end or past `stop`
-    (its segment's end) is edge-padded."""
+    """(series index, start[, stop[, epoch]]) -> (features (F, length) float32, targets of the
+    model's kind), read from memory-mapped arrays; a window running past a series' end or past
+    `stop` (its segment's end) is edge-padded. With `sigma_final`, the event targets narrow
+    from `sigma` to it over `epochs` (the 1st place's targets that tighten as training goes);
+    the epoch comes with the item, so worker processes agree."""
 
     def __init__(
         self,
@@ -299,14 +301,25 @@ class WindowDataset(Dataset):
         target_kind: str,
         downsample_rate: int,
         sigma: float,
+        sigma_final: float | None = None,
+        epochs: int = 1,
     ) -> None:
         self.features, self.labels = features, labels
         self.length, self.target_kind = length, target_kind
         self.downsample_rate, self.sigma = downsample_rate, sigma
+        self.sigma_final, self.epochs = sigma_final, epochs
+
+    def sigma_at(self, epoch: int) -> float:
+        """Target width in epoch `epoch`: linear from `sigma` (first) to `sigma_final` (last)."""
+        if self.sigma_final is None:
+            return self.sigma
+        done = min(epoch / max(self.epochs - 1, 1), 1.0)
+        return self.sigma + (self.sigma_final - self.sigma) * done
 
     def __getitem__(self, item: tuple[int, ...]) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
         series, start = item[:2]
         stop = item[2] if len(item) > 2 else start + self.length
+        epoch = item[3] if len(item) > 3 else 0
         x = np.asarray(self.features[series][start:stop], dtype=np.float32)
         if len(x) < self.length:
             x = np.concatenate([x, np.repeat(x[-1:], self.length - len(x), axis=0)])
@@ -314,6 +327,6 @@ class WindowDataset(Dataset):
             self.target_kind,
             self.labels[series].window(start, self.length, stop),
             downsample_rate=self.downsample_rate,
-            sigma=self.sigma,
+            sigma=self.sigma_at(epoch),
         )
         return torch.from_numpy(np.ascontiguousarray(x.T)), targets
