@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -20,6 +21,7 @@ from sleepdetect.inference import (
 )
 from sleepdetect.models import build_model
 
+REPO = Path(__file__).resolve().parents[1]
 FEATURES = ["anglez", "enmo", "hour_sin", "hour_cos"]
 BUNDLE = [
     "model.name=DayGRU",
@@ -157,3 +159,209 @@ def test_single_step_and_flat_non_wear_series_give_finite_scores(tmp_path):
     for x in (flat, flat[:1]):
         scores = ensemble_scores([bundle], [1.0], x, None, 4, "cpu")
         assert scores.shape == (len(x), 2) and np.isfinite(scores).all()
+
+
+# ---------------------------------------------------------------- corrupt or mismatched bundles
+
+
+def truncate(bundle):
+    data = (bundle / "model.pt").read_bytes()
+    (bundle / "model.pt").write_bytes(data[: len(data) // 2])
+
+
+def overwrite_config(bundle, *overrides):
+    save_config(load_config(None, [*BUNDLE, *overrides]), bundle / "config.yaml")
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (truncate, r"model\.pt: not readable as torch weights .* truncated"),
+        (
+            lambda b: (b / "model.pt").write_text("not a torch file"),
+            r"model\.pt: not readable as torch weights",
+        ),
+        (lambda b: (b / "model.pt").write_bytes(b""), r"model\.pt: not readable as torch"),
+        (
+            lambda b: torch.save(torch.zeros(3), b / "model.pt"),
+            r"model\.pt: holds a Tensor, not the state_dict",
+        ),
+        (
+            lambda b: torch.save({"encoder.weight": torch.zeros(3)}, b / "model.pt"),
+            r"model\.pt is not the model .*config\.yaml describes .* weights missing .* "
+            r"1 unexpected \(e\.g\. encoder\.weight\)",
+        ),
+        (
+            lambda b: overwrite_config(b, "model.params={hidden_size: 16, num_layers: 1}"),
+            r"model\.pt is not the model .*'hidden_size': 16.* of another shape \(e\.g\. .*"
+            r" in model\.pt, .* by config\.yaml\)",
+        ),
+        (
+            lambda b: overwrite_config(
+                b, "model.name=Spec2DCNN", "model.encoder_name=resnet18", "model.params={}"
+            ),
+            r"model\.pt is not the model .*model\.name=Spec2DCNN.* weights missing",
+        ),
+        (
+            lambda b: overwrite_config(b, "model.name=Spec2DCNN"),
+            r"config\.yaml: model\.params: Spec2DCNN has no argument 'hidden_size'",
+        ),
+        (
+            lambda b: overwrite_config(b, "prepare.features=[anglez, enmo]"),
+            r"model\.pt is not the model .* 2 features\): .* of another shape",
+        ),
+        (
+            lambda b: (b / "config.yaml").write_text("model: {name: DayGRU\n  params: ["),
+            r"config\.yaml: not a bundle config \(.*not valid YAML",
+        ),
+        (
+            lambda b: (b / "config.yaml").write_text("- a list\n- not a config\n"),
+            r"config\.yaml: not a bundle config \(.*must hold a mapping",
+        ),
+        (
+            lambda b: (b / "config.yaml").write_text("model: {name: NoSuchModel}\n"),
+            r"config\.yaml: .*NoSuchModel",
+        ),
+    ],
+    ids=[
+        "truncated",
+        "not-torch",
+        "empty",
+        "a-tensor",
+        "foreign-keys",
+        "other-hidden-size",
+        "other-architecture",
+        "other-architecture-params",
+        "other-features",
+        "config-not-yaml",
+        "config-not-mapping",
+        "config-unknown-model",
+    ],
+)
+def test_corrupt_or_mismatched_bundles_name_the_file_and_the_fix(tmp_path, spoil, message):
+    from sleepdetect.errors import InputError
+
+    bundle = make_bundle(tmp_path / "fold0", 0)
+    spoil(bundle)
+    with pytest.raises(InputError, match=message) as e:
+        load_bundle(bundle)
+    msg = str(e.value)
+    assert str(bundle) in msg
+    assert "retrain the bundle" in msg or "the one it was trained with" in msg
+
+
+def test_diverged_weights_are_refused(tmp_path):
+    from sleepdetect.errors import InputError
+
+    bundle = make_bundle(tmp_path / "fold0", 0)
+    state = torch.load(bundle / "model.pt", weights_only=True)
+    next(iter(state.values())).fill_(float("nan"))
+    torch.save(state, bundle / "model.pt")
+    with pytest.raises(InputError, match=r"weights are not finite .* retrain the bundle"):
+        load_bundle(bundle)
+
+
+def test_package_refuses_a_corrupt_bundle_before_building(tmp_path, monkeypatch):
+    from sleepdetect.errors import InputError
+    from sleepdetect.kaggle import package
+
+    monkeypatch.chdir(REPO)
+    truncate(make_bundle(tmp_path / "outputs" / "x" / "fold1", 0))
+    cfg = load_config(
+        REPO / "params" / "kaggle.yaml",
+        [f"output.dir={tmp_path / 'outputs'}", "kaggle.username=me", "kaggle.wheels=[]"],
+    )
+    with pytest.raises(InputError, match=r"fold1/model\.pt: not readable as torch weights"):
+        package(cfg, ["x"], out=tmp_path / "kd")
+    assert not (tmp_path / "kd" / "sleepdetect-code").exists()  # nothing built to upload
+
+
+# ---------------------------------------------------------------- Kaggle: nested folders, archives
+
+
+@pytest.fixture
+def kaggle_input(monkeypatch, tmp_path):
+    """A Kaggle input folder of our own, no input overridden by this machine's environment."""
+    import os
+
+    for name in [k for k in os.environ if k.startswith("SLEEPDETECT_INPUT_")]:
+        monkeypatch.delenv(name)
+    root = tmp_path / "kaggle" / "input"
+    root.mkdir(parents=True)
+    monkeypatch.setenv("SLEEPDETECT_KAGGLE_INPUT", str(root))
+    monkeypatch.chdir(tmp_path)  # no checkout here
+    return root
+
+
+@pytest.mark.parametrize("deeper", ["sleepdetect-weights", "a/b"])
+def test_a_weights_dataset_unpacked_deeper_is_found_with_a_note(kaggle_input, deeper, capsys):
+    nested = kaggle_input / "sleepdetect-weights" / deeper / "exp" / "fold0"
+    make_bundle(nested, 0)
+    cfg = load_config(None, ["infer.bundles=[input:sleepdetect-weights/exp/fold0]"])
+    assert cfg.infer.bundles == [str(nested)]
+    assert "unpacked a folder deeper" in capsys.readouterr().out
+    assert load_bundle(cfg.infer.bundles[0]).path == nested
+
+
+def test_a_bundle_named_one_or_two_folders_too_high_is_found_with_a_note(tmp_path, capsys):
+    make_bundle(tmp_path / "fold0" / "fold0", 0)  # an archive unpacked into its own name
+    assert load_bundle(tmp_path / "fold0").path == tmp_path / "fold0" / "fold0"
+    assert "note: bundle" in capsys.readouterr().out
+    make_bundle(tmp_path / "w" / "w" / "exp" / "fold0", 0)  # the same, a folder higher up
+    assert load_bundle(tmp_path / "w" / "exp" / "fold0").path == (
+        tmp_path / "w" / "w" / "exp" / "fold0"
+    )
+
+
+def test_the_code_datasets_params_are_found_a_folder_deeper(kaggle_input, capsys):
+    from sleepdetect.paths import resolve_path
+
+    code = kaggle_input / "sleepdetect-code" / "sleepdetect-code"
+    code.mkdir(parents=True)
+    (code / "infer.yaml").write_text("infer: {phase: test}\n")
+    assert resolve_path("input:sleepdetect-code/infer.yaml") == str(code / "infer.yaml")
+    assert load_config("input:sleepdetect-code/infer.yaml").infer.phase == "test"
+
+
+@pytest.mark.parametrize("archive", ["exp.tar", "sleepdetect-weights.tar", "exp.zip"])
+def test_an_archive_where_the_bundle_folders_should_be_is_named(kaggle_input, tmp_path, archive):
+    import tarfile
+
+    from sleepdetect.errors import InputError
+
+    make_bundle(tmp_path / "built" / "exp" / "fold0", 0)
+    weights = kaggle_input / "sleepdetect-weights"
+    weights.mkdir()
+    with tarfile.open(weights / archive, "w") as tar:  # the suffix is what is checked
+        tar.add(tmp_path / "built" / "exp", arcname="exp")
+    cfg = load_config(None, ["infer.bundles=[input:sleepdetect-weights/exp/fold0]"])
+    with pytest.raises(InputError) as e:
+        load_bundle(cfg.infer.bundles[0])
+    msg = str(e.value)
+    assert f"{weights / archive} is an archive where its folders should be" in msg
+    assert "-r zip" in msg and f"tar -xf {weights / archive}" in msg
+
+
+def test_a_folder_of_bundles_is_not_a_bundle(tmp_path):
+    from sleepdetect.errors import InputError
+
+    make_bundle(tmp_path / "exp" / "fold0", 0)
+    make_bundle(tmp_path / "exp" / "fold1", 1)
+    with pytest.raises(InputError, match=r"not a bundle but a folder of 2 .*fold0.*fold1"):
+        load_bundle(tmp_path / "exp")
+    with pytest.raises(InputError, match="no such folder"):
+        load_bundle(tmp_path / "exp" / "fold9")
+
+
+def test_bundles_of_different_features_are_not_ensembled(tmp_path):
+    from sleepdetect.errors import InputError
+
+    a = make_bundle(tmp_path / "a", 0)
+    b = tmp_path / "b"
+    b.mkdir()
+    cfg_b = load_config(None, [*BUNDLE, "prepare.features=[anglez, enmo]"])
+    torch.save(build_model(cfg_b.model, in_channels=2).state_dict(), b / "model.pt")
+    save_config(cfg_b, b / "config.yaml")
+    cfg = load_config(None, [*BUNDLE, f"infer.bundles=[{a}, {b}]", f"output.dir={tmp_path}"])
+    with pytest.raises(InputError, match="trained on different features; ensemble bundles of one"):
+        infer(cfg)

@@ -179,8 +179,18 @@ def experiment_bundles(cfg: Config, root: Path, exps: list[str]) -> dict[str, li
                 f"{exp_dir}: no trained fold (fold*/model.pt); train it first with "
                 f"`python -m sleepdetect run params/{exp}.yaml` or name another --exp"
             )
+        for fold in folds:
+            check_bundle(fold)
         out[exp] = folds
     return out
+
+
+def check_bundle(folder: Path) -> None:
+    """Refuse, before anything is built, a bundle the kernel could not load (a truncated
+    model.pt, a config.yaml of another model...): load it as 03_infer will."""
+    from sleepdetect.inference import load_bundle
+
+    load_bundle(folder)
 
 
 def build_code(root: Path, folder: Path, params: Config) -> None:
@@ -442,6 +452,7 @@ def _package(
                 f"{folder}: no model.pt; ensemble.outside names a bundle that is not trained "
                 "(train it first, or drop it from ensemble.outside)"
             )
+        check_bundle(folder)
     bundles |= outside
     tuned = None
     if base.infer.tuned:

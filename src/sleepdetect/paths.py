@@ -10,6 +10,11 @@ locally:
    Kaggle input folder is `$SLEEPDETECT_KAGGLE_INPUT`, or `/kaggle/input`;
 3. `kaggle_datasets/<slug>` (what `python -m sleepdetect package` builds) or `data/<slug>` in
    the checkout.
+
+The rest of the path is looked up in that folder, or one or two folders deeper, with a note:
+a dataset uploaded with `kaggle datasets create -r tar` is sometimes unpacked into a folder of
+its own name (`<slug>/<slug>/exp/fold0`). An archive Kaggle left unpacked (`exp.tar` where
+`exp/` should be) is named by `archive_instead`, so the error says so.
 """
 
 from __future__ import annotations
@@ -89,4 +94,71 @@ def resolve_path(path: str) -> str:
     slug, _, rest = path.removeprefix(INPUT_PREFIX).strip("/").partition("/")
     if not slug:
         raise InputError(f"{path!r} names no input; write input:<slug>/path/inside")
-    return str(find_input(slug) / rest) if rest else str(find_input(slug))
+    root = find_input(slug)
+    if not rest:
+        return str(root)
+    found = nested(root / rest, below=root)
+    if found is None or found == root / rest:
+        return str(root / rest)
+    print(f"note: {path} is {found}: the dataset {slug} was unpacked a folder deeper")
+    return str(found)
+
+
+ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
+_DEEPER = ("*", "*/*")  # one or two folders deeper
+
+
+def nested(path: Path, marker: str | None = None, below: Path | None = None) -> Path | None:
+    """`path`, or where an unpacking one or two folders deeper put it, or None.
+
+    With `marker` (a file name), the folder holding it: `path` itself, else the one folder
+    found at `path/*/` or `path/*/*/` (None when there are several: the caller names them).
+    Without, `path` when it exists. Either way a missing `path` is also looked for with one
+    or two folders inserted below its deepest existing ancestor (or below `below`, when
+    given): `<slug>/exp/fold0` is found at `<slug>/<slug>/exp/fold0`.
+    """
+
+    def holds(p: Path) -> bool:
+        return (p / marker).is_file() if marker else p.exists()
+
+    if holds(path):
+        return path
+    if marker and path.is_dir():
+        found = nested_candidates(path, marker)
+        return found[0] if len(found) == 1 else None
+    top = below if below is not None else path.parent
+    while not top.is_dir() and top != top.parent:
+        top = top.parent
+    if top == top.parent or not path.is_relative_to(top):
+        return None  # never search the whole file system
+    rest = path.relative_to(top)
+    for pattern in _DEEPER:
+        found = sorted(p for p in top.glob(f"{pattern}/{rest}") if holds(p))
+        if found:
+            return found[0]
+    return None
+
+
+def nested_candidates(folder: Path, marker: str) -> list[Path]:
+    """Folders one (else two) levels below `folder` that hold `marker`."""
+    for pattern in _DEEPER:
+        found = sorted(p.parent for p in folder.glob(f"{pattern}/{marker}") if p.is_file())
+        if found:
+            return found
+    return []
+
+
+def archive_instead(path: Path) -> Path | None:
+    """An archive lying where `path` or one of its missing parents should be a folder
+    (`exp.tar` for `exp/fold0`), or beside them in the deepest folder that exists: what Kaggle
+    leaves when it does not unpack a dataset uploaded with `-r tar`."""
+    p = path
+    while not p.is_dir() and p != p.parent:
+        for suffix in ARCHIVES:
+            if p.with_name(p.name + suffix).is_file():
+                return p.with_name(p.name + suffix)
+        p = p.parent
+    if p == path or p == p.parent:
+        return None
+    found = sorted(a for suffix in ARCHIVES for a in p.glob(f"*{suffix}") if a.is_file())
+    return found[0] if found else None
