@@ -428,8 +428,8 @@ def fold_inputs(cfg: Config, manifest: Manifest) -> dict:
 
 
 # What a fold model does not depend on: changing these keeps the trained folds (the data's
-# content is checked by inputs.json, not by where it lies).
-_NOT_FOLD_KEYS = ("data", "output", "infer", "ensemble", "tune", "kaggle")
+# content is checked by inputs.json, not by where it lies; a renamed experiment is the same).
+_NOT_FOLD_KEYS = ("exp_name", "data", "output", "infer", "ensemble", "tune", "kaggle")
 _NOT_FOLD_TRAINER_KEYS = ("seeds", "fold_workers")
 
 
