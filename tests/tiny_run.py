@@ -10,3 +10,17 @@ TINY_DEMO = [
     "trainer.max_epochs=1",
     "trainer.batch_size=8",
 ]
+
+# TINY_DEMO with kill points to aim at (tests/test_kill.py): two folds trained in turn, two
+# epochs of two steps each with a checkpoint after every step (resumes mid-epoch and at an
+# epoch's end), then tune on the out-of-fold scores, whose choice 03_infer uses.
+KILL_DEMO = [
+    *TINY_DEMO,
+    "split.n_folds=2",
+    "split.fold=null",
+    "trainer.max_epochs=2",
+    "trainer.checkpoint_every_n_steps=1",
+    "tune.enabled=true",
+    "tune.bootstrap=50",
+    "infer.tuned=true",
+]

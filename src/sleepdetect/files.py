@@ -1,7 +1,8 @@
 """Atomic writes: every file the pipeline writes appears whole or not at all.
 
 A write that fails, a full disk included, removes its temporary file and leaves the previous
-version of the file as it was. A full disk (or an exceeded quota) is a `DiskFullError`, an
+version of the file as it was; the next write of a file removes the temporary file a writer
+killed outright (SIGKILL) left. A full disk (or an exceeded quota) is a `DiskFullError`, an
 `InputError` that names the file, so `python -m sleepdetect` prints it as one line.
 """
 
@@ -86,6 +87,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             raise disk_full_error(path, existed) from e
         raise
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove_stale_temporaries(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -100,6 +102,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # never hide the error that brought us here
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary siblings of `path` (`.<name>.<pid>.tmp`) whose writer no longer
+    exists: one killed outright (SIGKILL) never reached the cleanup of `atomic_path`."""
+    prefix = f".{path.name}."
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) : -len(".tmp")]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            (path.parent / name).unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

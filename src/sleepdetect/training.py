@@ -163,16 +163,24 @@ class SleepModule(L.LightningModule):
         weight_decay: float,
         warmup_fraction: float,
         augment: AugmentConfig,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.model, self.validator = model, validator
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
-        self.augment = augment
+        self.augment, self.seed = augment, seed
         self._candidates: list[pl.DataFrame] = []
         self.last_table: pl.DataFrame | None = None
 
     def forward(self, x: torch.Tensor):
         return self.model(x)  # (batch, features, steps) -> the model's output dataclass
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # A step's random draws (dropout, augmentations) follow from the seed and the step
+        # alone, so a run resumed from a checkpoint draws what the uninterrupted run drew.
+        step_seed = (self.seed * 1_000_003 + self.global_step) % 2**32
+        torch.manual_seed(step_seed)
+        np.random.seed(step_seed)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, targets = batch
@@ -230,6 +238,23 @@ def _gather_frames(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat([f for f in everything if f is not None and not f.is_empty()])
 
 
+class _ResumingLoader(DataLoader):
+    """A DataLoader whose first epoch starts after its first `skip` batches. Lightning restarts a
+    plain loader's epoch at its first batch after a checkpoint taken mid-epoch, which trains
+    those windows twice and never the epoch's last ones."""
+
+    def __init__(self, *args, skip: int = 0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.skip = skip  # an attribute of the same name: Lightning rebuilds it for DDP
+
+    def __iter__(self):
+        batches = super().__iter__()
+        skip, self.skip = self.skip, 0
+        for _ in range(skip if skip < len(self) else 0):  # never the whole epoch
+            next(batches)
+        return batches
+
+
 class SleepDataModule(L.LightningDataModule):
     """One fold's data: the split of the prepared series into training and validation
     segments, the sampled training windows with their targets, and the validation segments
@@ -252,6 +277,7 @@ class SleepDataModule(L.LightningDataModule):
         super().__init__()
         extra = extra or []
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.resume_batches = 0  # batches of the epoch a checkpoint resumed had trained
         self.events = manifest.read_events()
         ids = [s.series_id for s in manifest.series]
         labels = {
@@ -311,13 +337,32 @@ class SleepDataModule(L.LightningDataModule):
             epochs,
         )
 
+    def state_dict(self) -> dict:
+        """Saved in each checkpoint: the epoch and the batches of it trained, from which a
+        resumed run goes on (without, Lightning restarts the epoch at its first batch)."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        finished = done >= trainer.num_training_batches
+        return {"epoch": trainer.current_epoch + finished, "epoch_batches": 0 if finished else done}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restored before the training loader is made, which then draws that epoch's windows
+        and skips the batches trained."""
+        if "epoch" in state:
+            self.sampler.set_epoch(state["epoch"])
+            self.resume_batches = state["epoch_batches"]
+
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        skip, self.resume_batches = self.resume_batches, 0
+        return _ResumingLoader(
             self.train_set,
             batch_size=self.batch_size,
             sampler=self.sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            skip=skip,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -538,6 +583,7 @@ def train(cfg: Config, member: int = 0) -> Path:
         cfg.optimizer.weight_decay,
         cfg.optimizer.warmup_fraction,
         cfg.augment,
+        cfg.seed + member,
     )
     trainer = _trainer(cfg, fold_dir)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
