@@ -443,3 +443,7 @@ def test_seeds_add_models_to_each_fold_and_average_their_oof(trained, tmp_path, 
     np.testing.assert_allclose(oof["onset"].to_numpy(), expected, atol=1e-6)
     record = json.loads((exp / "oof.json").read_text())["folds"]
     assert sorted(record) == sorted(p.name for p in find_bundles(cfg))
+    # back to one seed: the second models are in no OOF score, so inference leaves them out
+    one = load_config(None, [*base, "trainer.seeds=1"])
+    assert [p.name for p in find_bundles(one)] == ["fold0", "fold1", "fold2"]
+    assert "fold0-seed1, fold1-seed1, fold2-seed1 left out" in capsys.readouterr().out

@@ -238,16 +238,30 @@ def _fit_weights(model: SleepModel, state: dict, path: Path, cfg: Config) -> Non
 
 
 def find_bundles(cfg: Config) -> list[Path]:
-    """`infer.bundles`, or every fold this experiment trained."""
+    """`infer.bundles`, or every fold this experiment trained (its first `trainer.seeds`
+    models a fold, those of its OOF scores)."""
     if cfg.infer.bundles:
         return [Path(b) for b in cfg.infer.bundles]
     found = sorted(p for p in cfg.exp_dir.glob("fold*") if (p / "model.pt").is_file())
+    extra = [p for p in found if _seed_member(p.name) >= cfg.trainer.seeds]
+    if extra:  # left by a run with more trainer.seeds: not in the OOF scores, so not here
+        print(
+            f"infer: {', '.join(p.name for p in extra)} left out "
+            f"(trainer.seeds={cfg.trainer.seeds})"
+        )
+        found = [p for p in found if p not in extra]
     if not found:
         raise InputError(
             f"{cfg.exp_dir}: no trained fold (fold*/model.pt); run 02_train first or name "
             "bundles in infer.bundles"
         )
     return found
+
+
+def _seed_member(name: str) -> int:
+    """`fold2-seed1` -> 1, `fold2` -> 0 (oof.member_dir's names)."""
+    _, _, member = name.partition("-seed")
+    return int(member) if member.isdigit() else 0
 
 
 def ensemble_scores(
