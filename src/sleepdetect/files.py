@@ -114,7 +114,7 @@ def _remove_stale_temporaries(path: Path) -> None:
         return
     for name in names:
         pid = name[len(prefix) : -len(".tmp")]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or pid_alive(int(pid)):
             continue
         try:
             (path.parent / name).unlink()
@@ -122,7 +122,8 @@ def _remove_stale_temporaries(path: Path) -> None:
             pass
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

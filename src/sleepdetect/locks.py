@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sleepdetect.errors import InputError
+from sleepdetect.files import pid_alive
 
 LOCK_NAME = ".lock"
 
@@ -169,12 +170,9 @@ def _alive(info: dict) -> bool:
     if info.get("host") != socket.gethostname():
         return True
     try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, TypeError):
+        return pid_alive(int(info["pid"]))
+    except (ValueError, TypeError):
         return True
-    return True
 
 
 def _who(info: dict) -> str:

@@ -40,10 +40,10 @@ from sleepdetect.data.prepare import Manifest, load_prepared
 from sleepdetect.data.windows import (
     MixedSampler,
     Segment,
-    SeriesLabels,
     WindowDataset,
     WindowSampler,
     fold_count,
+    series_labels,
     split_segments,
     whole_series,
 )
@@ -280,10 +280,7 @@ class SleepDataModule(L.LightningDataModule):
         self.resume_batches = 0  # batches of the epoch a checkpoint resumed had trained
         self.events = manifest.read_events()
         ids = [s.series_id for s in manifest.series]
-        labels = {
-            sid: SeriesLabels.from_events(self.events.filter(pl.col("series_id") == sid))
-            for sid in ids
-        }
+        labels = series_labels(manifest, self.events)
         self.train_segments, self.valid_segments = split_segments(
             manifest,
             labels,
@@ -305,7 +302,7 @@ class SleepDataModule(L.LightningDataModule):
             windows.event_ratio,
             sample_seed,
         )
-        features, series_labels = [manifest.features(s) for s in ids], [labels[s] for s in ids]
+        features, all_labels = [manifest.features(s) for s in ids], [labels[s] for s in ids]
         samplers, offsets = [sampler], [0]
         for i, other in enumerate(extra):  # windows.extra: whole series, training only
             segments, other_labels = whole_series(other)
@@ -324,11 +321,11 @@ class SleepDataModule(L.LightningDataModule):
             )
             offsets.append(len(features))
             features += [other.features(sid) for sid in other_ids]
-            series_labels += [other_labels[sid] for sid in other_ids]
+            all_labels += [other_labels[sid] for sid in other_ids]
         self.sampler = sampler if not extra else MixedSampler(samplers, offsets, sample_seed)
         self.train_set = WindowDataset(
             features,
-            series_labels,
+            all_labels,
             windows.length,
             target_kind,
             downsample_rate,

@@ -276,13 +276,17 @@ class MixedSampler(Sampler[tuple[int, int, int, int]]):
             yield int(series), int(start), int(stop), self.epoch
 
 
-def whole_series(manifest: Manifest) -> tuple[list[Segment], dict[str, SeriesLabels]]:
-    """Every series of `manifest` as one training segment, with its labels."""
-    events = manifest.read_events()
-    labels = {
+def series_labels(manifest: Manifest, events: pl.DataFrame) -> dict[str, SeriesLabels]:
+    """The labels of every series of `manifest`, by series id."""
+    return {
         s.series_id: SeriesLabels.from_events(events.filter(pl.col("series_id") == s.series_id))
         for s in manifest.series
     }
+
+
+def whole_series(manifest: Manifest) -> tuple[list[Segment], dict[str, SeriesLabels]]:
+    """Every series of `manifest` as one training segment, with its labels."""
+    labels = series_labels(manifest, manifest.read_events())
     return [Segment(s.series_id, 0, s.n_steps) for s in manifest.series], labels
 
 
