@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench lint notebooks clean
+.PHONY: setup demo test test-slow bench lint notebooks lab clean
 
 setup: $(STAMP)
 
@@ -12,6 +12,20 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+
+# JupyterLab and widgets (the `lab` extra) in .venv, then Lab on the project: its notebooks run
+# on .venv's python. On a remote machine: make lab LAB_ARGS="--no-browser --ip=0.0.0.0"
+LAB_STAMP := $(VENV)/.installed-lab
+LAB_ARGS  ?=
+# Jupyter refuses root unless told; containers often run as root
+ROOT_ARG  := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,lab]'
+	touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) $(ROOT_ARG) $(LAB_ARGS) notebooks/01_prepare.ipynb
 
 demo: $(STAMP)
 	$(BIN)/python -m sleepdetect run params/demo.yaml

@@ -37,6 +37,7 @@ from sleepdetect.data.io import read_series
 from sleepdetect.data.prepare import prepare
 from sleepdetect.paths import enter_project_root
 from sleepdetect.plots import plot_series
+from sleepdetect.report import not_worn_of
 
 enter_project_root()
 cfg = load_config(params_file, overrides)
@@ -47,12 +48,17 @@ manifest = prepare(cfg)
 print(f"{len(manifest.series)} series, features: {', '.join(manifest.feature_names)}")
 
 # %% [markdown]
-# The first series with its labelled events (saved as a PNG beside the arrays).
+# ## What the data look like
+#
+# The first series: arm angle and acceleration over local time, the labelled onsets (green)
+# and wakeups (red) with the sleep between them shaded, and in grey the stretches where the
+# device was not worn (days the recording repeats exactly, the `day_repeat` feature). Saved as
+# `<series_id>.png` beside the arrays.
 
 # %%
 first = manifest.series[0].series_id
+series = read_series(manifest.source, [first])
 events = pl.read_csv(manifest.root / manifest.events) if manifest.events else None
-png = plot_series(
-    read_series(manifest.source, [first]), events, manifest.root / f"{first}.png", first
-)
+not_worn = not_worn_of(series, manifest.feature(first, "day_repeat"))
+png = plot_series(series, events, manifest.root / f"{first}.png", first, not_worn=not_worn)
 Image(filename=png)

@@ -48,8 +48,18 @@ oof = train_folds(cfg)
 fold_dir = sorted(cfg.exp_dir.glob("fold*"))[0]
 pl.read_csv(cfg.exp_dir / "oof_metrics.csv")
 
+# %% [markdown]
+# ## How training went
+#
+# Training loss per step and the validation score (event detection AP) per epoch of the first
+# fold (`plots.plot_training_curves`, saved as `fold<k>/curves.png`).
+
 # %%
 Image(filename=fold_dir / "curves.png")
+
+# %% [markdown]
+# Predicted onset and wakeup scores around a few validation nights, with the true events
+# (solid) and the top candidates (dotted) (`plots.plot_nights`, saved as `fold<k>/nights.png`).
 
 # %%
 Image(filename=fold_dir / "nights.png")

@@ -27,13 +27,25 @@
 # %% tags=["parameters"]
 params_file = "params/demo.yaml"
 overrides = []
+series_id = ""  # the series to picture and report; empty: the first one
+pictures = True  # the picture and the report below; the Kaggle kernel sets False
 
 # %%
 import polars as pl
+from IPython.display import Image, display
 
 from sleepdetect.config import load_config
 from sleepdetect.inference import infer
 from sleepdetect.paths import enter_project_root
+from sleepdetect.plots import plot_event_scores
+from sleepdetect.report import (
+    PAIR_RULE,
+    format_report,
+    locate,
+    pick_series,
+    series_scores,
+    write_report,
+)
 
 enter_project_root()
 cfg = load_config(params_file, overrides)
@@ -41,4 +53,47 @@ cfg.infer
 
 # %%
 submission = infer(cfg)
-pl.read_csv(submission).sort("score", descending=True).head(10)
+candidates = pl.read_csv(submission)
+candidates.sort("score", descending=True).head(10)
+
+# %% [markdown]
+# ## One series, as the model sees it
+#
+# The ensemble's per-step onset and wakeup scores over the whole series (`series_id`), the
+# candidates the post-processing kept (dots, at their scores) and, when the phase has labels,
+# the true events (dashed). Saved as `scores-<series_id>.png` beside the submission.
+
+# %%
+if pictures:  # off in the Kaggle kernel
+    manifest, _ = locate(cfg, submission)
+    sid = pick_series(manifest, series_id)
+    first_timestamp = {s.series_id: s.first_timestamp for s in manifest.series}[sid]
+    labels = manifest.read_events() if manifest.events else None
+    png = plot_event_scores(
+        series_scores(cfg, manifest, sid),
+        candidates,
+        submission.parent / f"scores-{sid}.png",
+        events=labels,
+        first_timestamp=first_timestamp,
+        title=f"{sid}: predicted scores, candidates and labels",
+    )
+    display(Image(filename=png))
+
+# %% [markdown]
+# ## Sleep report
+#
+# One onset and one wakeup per noon-to-noon night from the candidates (the rule below), with
+# the sleep period's duration and the not-worn minutes of that day: `report.csv` beside the
+# submission for every series (`python -m sleepdetect report PARAMS` does the same from a
+# shell), the table and the double-plotted actogram of `series_id` here.
+
+# %%
+if pictures:  # off in the Kaggle kernel
+    report = write_report(manifest, submission, submission.parent, actograms=[sid])
+    print(PAIR_RULE)
+    print(format_report(report.table.filter(pl.col("series_id") == sid)))
+    print(f"report: {report.csv}")
+
+# %%
+if pictures:  # off in the Kaggle kernel
+    display(Image(filename=report.actograms[sid]))

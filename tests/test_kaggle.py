@@ -217,6 +217,7 @@ def test_package_builds_datasets_kernel_and_prints_the_commands(
     at = tags.index(["parameters"])
     assert tags[at + 1] == ["injected-parameters"]
     assert "input:sleepdetect-code/infer.yaml" in nb.cells[at + 1].source
+    assert "pictures = False" in nb.cells[at + 1].source  # the kernel ends at submission.csv
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
     out = capsys.readouterr().out

@@ -18,8 +18,11 @@ from sleepdetect import cli
 from sleepdetect.errors import InputError
 from sleepdetect.metric import (
     TOLERANCES,
+    PreparedSolution,
+    _sort_keys,
     event_detection_ap,
     event_detection_ap_table,
+    match_detections,
 )
 from sleepdetect.scoring import read_solution_csv, read_submission_csv, score_command
 
@@ -426,8 +429,6 @@ def test_header_only_submission_scores_zero(tmp_path, csvs, capsys):
 def test_pooled_series_score_like_the_metric_on_copies():
     """MatchedDetections.table(counts) equals the metric on a solution in which each series
     appears counts times (under new names), as a bootstrap over series needs."""
-    from sleepdetect.metric import match_detections
-
     rng = np.random.default_rng(4)
     sol = pl.DataFrame(
         {
@@ -454,3 +455,166 @@ def test_pooled_series_score_like_the_metric_on_copies():
     )
     expected = event_detection_ap(rename(sol), rename(sub))
     assert matched.table(counts)[1] == pytest.approx(expected, abs=1e-12)
+
+
+# ---------------------------------------------------------------- the batched entry
+
+
+def assert_same_tables(got: tuple[pl.DataFrame, float], want: tuple[pl.DataFrame, float]) -> None:
+    """Exactly the same: the batched entry computes the very same numbers."""
+    assert got[0].equals(want[0])
+    assert got[1] == want[1] or (math.isnan(got[1]) and math.isnan(want[1]))
+
+
+@fast(400)
+@given(cases())
+def test_prepared_solution_equals_the_plain_call_and_the_oracle(case):
+    """Random cases include series without ground truth (s3, zz), empty submissions, event
+    types without detections and labels without any detection near them."""
+    sol, sub = case
+    prepared = PreparedSolution(sol)
+    assert_same_tables(prepared.table(sub), event_detection_ap_table(sol, sub))
+    assert prepared.score(sub) == event_detection_ap(sol, sub)
+    want_table, want = oracle_ap_table(sol, sub)
+    assert prepared.score(sub) == pytest.approx(want, abs=1e-9)
+
+
+@fast(150)
+@given(cases(max_gt=40, max_det=80, span=40), st.lists(st.integers(1, 60).map(lambda x: 6 * x)))
+def test_prepared_solution_crowded_and_other_tolerances(case, tolerances):
+    sol, sub = case
+    tolerances = tolerances or None
+    got = PreparedSolution(sol, tolerances).table(sub)
+    assert_same_tables(got, event_detection_ap_table(sol, sub, tolerances))
+    assert got[1] == pytest.approx(oracle_ap_table(sol, sub, tolerances)[1], abs=1e-9)
+
+
+@fast(100)
+@given(st.data())
+def test_one_prepared_solution_scores_many_submissions_like_fresh_calls(data):
+    """No state leaks between calls: every submission, in any order, repeated or not, gets the
+    answer of a fresh plain call (and so do the weighted tables of its matches)."""
+    sol, first = data.draw(cases())
+    others = [data.draw(cases())[1] for _ in range(3)]
+    subs = [first, submission([]), *others, first]
+    prepared = PreparedSolution(sol)
+    for sub in subs + subs[::-1]:
+        assert_same_tables(prepared.table(sub), event_detection_ap_table(sol, sub))
+    counts = np.array(data.draw(st.lists(st.integers(0, 2), min_size=3, max_size=3)))
+    counts = counts[: len(prepared.series)]
+    for sub in subs:
+        batched = prepared.match(sub)
+        fresh = match_detections(sol, sub)
+        assert_same_tables(batched.table(counts), fresh.table(counts))
+        assert batched.score(counts) == fresh.table(counts)[1] or math.isnan(fresh.table(counts)[1])
+
+
+@fast(150)
+@given(cases(), st.lists(st.integers(0, 3), min_size=3, max_size=3))
+def test_weighted_table_equals_the_metric_on_copies(case, counts):
+    """table(counts) on random cases: the metric with each series copied counts times."""
+    sol, sub = case
+    matched = match_detections(sol, sub)
+    counts = np.array(counts[: len(matched.series)])
+    copies = [(s, i) for s, c in zip(matched.series, counts, strict=True) for i in range(c)]
+    if not copies:
+        assert math.isnan(matched.score(counts))
+        return
+
+    def rename(frame):
+        return pl.concat(
+            frame.filter(pl.col("series_id") == s).with_columns(series_id=pl.lit(f"{s}#{i}"))
+            for s, i in copies
+        )
+
+    renamed_sol = rename(sol)
+    if renamed_sol.drop_nulls("step").height == 0:
+        return
+    table, score = matched.table(counts)
+    want_table, want = event_detection_ap_table(renamed_sol, rename(sub))
+    assert table["ap"].to_list() == pytest.approx(want_table["ap"].to_list(), abs=1e-12)
+    assert score == pytest.approx(want, abs=1e-12)
+    assert matched.score(counts) == score
+
+
+def test_prepared_solution_without_detections_in_any_labelled_series():
+    prepared = PreparedSolution(solution(GT))
+    assert prepared.score(submission([])) == 0.0
+    only_elsewhere = submission([("unlabelled", 1000.0, "onset", 0.9)])
+    assert prepared.score(only_elsewhere) == 0.0
+    table, score = prepared.table(submission([("a", 1000.0, "onset", 0.9)]))
+    # onset of a found (1 of 2 onsets), wakeup nothing
+    assert table.filter(pl.col("event") == "onset")["ap"].to_list() == [0.5] * 10
+    assert table.filter(pl.col("event") == "wakeup")["ap"].to_list() == [0.0] * 10
+    assert score == 0.25
+
+
+def test_far_away_steps_are_out_of_reach_not_an_error():
+    """Detection steps far beyond the labels (even infinite) are clipped out of every reach."""
+    sol = solution([("a", "onset", 1000)])
+    sub = submission(
+        [
+            ("a", 1000.0, "onset", 0.5),
+            ("a", 1e18, "onset", 0.9),
+            ("a", float("inf"), "onset", 0.8),
+            ("a", -1e18, "onset", 0.7),
+        ]
+    )
+    assert event_detection_ap(sol, sub) == pytest.approx(oracle_ap_table(sol, sub)[1])
+    assert event_detection_ap(sol, sub) == pytest.approx(0.25)
+
+
+BAD_SUBMISSIONS = [
+    (submission([]).drop("score"), ValueError, "submission lacks column.*score"),
+    (submission([("a", 1000.5, "onset", 0.5)]), ValueError, "1000.5, not a whole number"),
+    (
+        pl.DataFrame({"series_id": ["a"], "step": ["ten"], "event": ["onset"], "score": [0.5]}),
+        ValueError,
+        "step and score must be numeric",
+    ),
+    ([("a", 1000, "onset", 0.5)], TypeError, "submission must be a polars or pandas DataFrame"),
+]
+
+
+@pytest.mark.parametrize(("bad", "error", "message"), BAD_SUBMISSIONS)
+def test_bad_submissions_raise_the_same_errors_through_both_entries(bad, error, message):
+    prepared = PreparedSolution(solution(GT))
+    with pytest.raises(error, match=message) as plain:
+        event_detection_ap(solution(GT), bad)
+    for call in (prepared.score, prepared.table, prepared.match):
+        with pytest.raises(error, match=message) as batched:
+            call(bad)
+        assert str(batched.value) == str(plain.value)
+    # and the prepared solution still scores afterwards
+    assert prepared.score(submission([(s, float(t), e, 1.0) for s, e, t in GT])) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("bad", "tolerances", "message"),
+    [
+        (solution([("a", "onset", None)]), None, "no event with a step"),
+        (solution(GT).drop("step"), None, "solution lacks column.*step"),
+        (solution(GT), [], "non-empty list of positive finite numbers"),
+        (solution(GT), [12, -1], "non-empty list of positive finite numbers"),
+        (solution(GT), {"onset": [12]}, "no tolerances given.*wakeup"),
+    ],
+)
+def test_bad_solutions_raise_the_same_errors_through_both_entries(bad, tolerances, message):
+    with pytest.raises(ValueError, match=message) as plain:
+        event_detection_ap(bad, submission([]), tolerances)
+    with pytest.raises(ValueError, match=message) as batched:
+        PreparedSolution(bad, tolerances)
+    assert str(batched.value) == str(plain.value)
+
+
+@pytest.mark.parametrize("bound", [2**20, 2**62])  # packed into one sort / argsort + gather
+def test_sort_keys_returns_the_sorted_keys_and_their_order(bound):
+    rng = np.random.default_rng(5)
+    key = rng.integers(0, min(bound, 2**40), 1000)
+    key[::7] = key[0]  # ties
+    got_key, order = _sort_keys(key, bound)
+    assert (got_key == np.sort(key)).all()
+    assert (key[order] == got_key).all()
+    assert sorted(order.tolist()) == list(range(key.size))
+    empty_key, empty_order = _sort_keys(np.empty(0, np.int64), bound)
+    assert empty_key.size == empty_order.size == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 from pathlib import Path
 
@@ -167,3 +168,56 @@ def test_sweep_runs_each_combination_as_its_own_experiment(tmp_path, monkeypatch
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sw-seed=1", "sw-seed=2"]
     out = capsys.readouterr().out
     assert "sweep of 2 experiments" in out and "sw-seed=2" in out.splitlines()[-1]
+
+
+def _pictures(nb: nbformat.NotebookNode) -> int:
+    """How many outputs of `nb`'s code cells are PNG pictures."""
+    return sum(
+        "image/png" in out.get("data", {})
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    )
+
+
+def test_executed_notebooks_show_their_pictures(tmp_path, monkeypatch, capfd):
+    """Each notebook ends with its key pictures inline; 03_infer on a labelled phase also
+    pictures one series' scores and writes the sleep report with its actogram."""
+    from sleepdetect.pipeline import run
+
+    monkeypatch.chdir(REPO)
+    overrides = [
+        f"data.dir={tmp_path / 'data'}",
+        f"output.dir={tmp_path / 'out'}",
+        *TINY_DEMO,
+        "infer.phase=train",  # labels: the truth is drawn, the report has labelled nights
+    ]
+    assert run(REPO / "params" / "demo.yaml", overrides) == 0
+    exp = tmp_path / "out" / "demo"
+    counts = {
+        name: _pictures(nbformat.read(exp / f"{name}.ipynb", as_version=4))
+        for name in ("01_prepare", "02_train", "03_infer")
+    }
+    assert counts["01_prepare"] >= 1 and counts["02_train"] >= 2 and counts["03_infer"] >= 2, counts
+    infer_dir = exp / "infer" / "train"
+    first = json.loads((exp / "prepared" / "train" / "manifest.json").read_text())["series"][0]
+    assert (infer_dir / f"scores-{first['series_id']}.png").is_file()
+    assert (infer_dir / f"actogram-{first['series_id']}.png").is_file()
+    report = pl.read_csv(infer_dir / "report.csv")
+    assert report["series_id"].n_unique() == len(list((exp / "prepared/train/features").iterdir()))
+
+    # progress as text in a run, whether or not ipywidgets is installed: a widget would be an
+    # empty box in the executed notebook and nothing in the run's log
+    outputs = [
+        o
+        for name in ("01_prepare", "02_train", "03_infer")
+        for c in nbformat.read(exp / f"{name}.ipynb", as_version=4).cells
+        for o in c.get("outputs", [])
+    ]
+    assert not [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "epoch 1/1" in text and "infer train" in text
+    assert "GPU available" in text and "litlogger" not in text  # Lightning's notes, no advert
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's own stderr

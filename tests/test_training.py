@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from sleepdetect.config import load_config
+from sleepdetect.config import ConfigError, load_config
 from sleepdetect.data.prepare import Manifest, prepare
 from sleepdetect.data.windows import SeriesLabels, WindowDataset, WindowSampler, split_segments
 from sleepdetect.training import train
@@ -369,3 +369,54 @@ def test_extra_series_join_training_at_their_share_and_never_validate(prepared, 
     own = tiny_cfg(prepared, tmp_path / "own", f"windows.extra=[{cfg.exp_dir}]")
     with pytest.raises(ConfigError, match="holds this experiment's own series"):
         extra_manifests(own, manifest)
+
+
+def test_tensorboard_logger_writes_event_files_beside_the_csv_log(prepared, tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_cfg(prepared, tmp_path, "trainer.logger=tensorboard")
+    fold = train(cfg)
+    events = sorted((fold / "tb").glob("version_*/events.out.tfevents.*"))
+    assert events, f"no event file under {fold / 'tb'}"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert "val_score" in tags and any(t.startswith("train_loss") for t in tags), tags
+    # the CSV log stays, an epoch a row
+    assert read_log(fold).drop_nulls("val_score").height == cfg.trainer.max_epochs
+    assert (fold / "curves.png").is_file()
+
+
+def test_mlflow_logger_records_the_run_under_output_dir(prepared, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    fold = train(tiny_cfg(prepared, tmp_path, "trainer.logger=mlflow"))
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("demo")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == fold.name
+    assert "val_score" in run.data.metrics
+
+
+def test_a_missing_logger_package_is_a_clear_error(prepared, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[mlflow\]'"):
+        train(tiny_cfg(prepared, tmp_path, "trainer.logger=mlflow"))
+
+
+def test_the_logger_does_not_make_a_trained_fold_stale(prepared, tmp_path):
+    from sleepdetect.training import _fold_dict
+
+    a = tiny_cfg(prepared, tmp_path / "a")
+    b = tiny_cfg(prepared, tmp_path / "b", "trainer.logger=tensorboard")
+    b.output.dir = a.output.dir
+    assert _fold_dict(a) == _fold_dict(b)

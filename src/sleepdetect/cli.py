@@ -67,59 +67,169 @@ def _cmd_package(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sleepdetect", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _cmd_report(args: argparse.Namespace) -> int:
+    from sleepdetect.report import report_command
 
-    p = sub.add_parser("synth", help="write synthetic competition files (official schema)")
+    return report_command(
+        args.params, args.overrides, submission=args.submission, out=args.out, series=args.series
+    )
+
+
+OVERVIEW = """\
+sleepdetect: sleep onset and wakeup in wrist accelerometer series.
+
+  prepare  read and check the competition files, build feature arrays  (01_prepare)
+  train    fit a model on every fold, gather out-of-fold scores        (02_train)
+  infer    predict, post-process, write a checked submission.csv       (03_infer)
+  all      python -m sleepdetect run params/X.yaml runs the three; tune, report, package follow
+
+Start here: `make demo` (the whole pipeline on synthetic data), `make test` (the tests).
+Each command: python -m sleepdetect COMMAND --help
+"""
+
+
+def _command(sub, name: str, summary: str, does: str, examples: list[str]):
+    """A subcommand whose help says what it reads and writes, then real examples."""
+    shown = "\n".join(f"  python -m sleepdetect {e}" for e in examples)
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}.\n\n{does}",
+        epilog=f"examples:\n{shown}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sleepdetect",
+        description=OVERVIEW,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _command(
+        sub,
+        "synth",
+        "write synthetic competition files (official schema)",
+        "Writes train_series.parquet, train_events.csv and test_series.parquet to --out: series\n"
+        "drawn from a generator fitted to the real data, for trying everything without it.",
+        ["synth --out data/synthetic --series 24 --days 6"],
+    )
     p.add_argument("--out", required=True, help="folder for the three competition files")
     p.add_argument("--series", type=int, default=8, help="number of series")
     p.add_argument("--days", type=float, default=6.0, help="mean days per series")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("prepare", help="read + validate + build feature arrays (01_prepare)")
+    p = _command(
+        sub,
+        "prepare",
+        "read, check and build the feature arrays (01_prepare)",
+        "Reads data.dir's <phase>_series.parquet (and train_events.csv); writes\n"
+        "<output.dir>/<exp_name>/prepared/<phase>/: manifest.json and one .npy per series.",
+        ["prepare params/demo.yaml", "prepare params/real-sample.yaml prepare.phase=test"],
+    )
     p.add_argument(
         "params", nargs="?", default=None, help="params/*.yaml (default: the built-in defaults)"
     )
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     p.set_defaults(func=_cmd_prepare)
 
-    p = sub.add_parser("score", help="event detection AP of a submission against labels")
+    p = _command(
+        sub,
+        "score",
+        "event detection AP of a submission against labels",
+        "Reads the labels and a submission (CSV); prints the competition metric,\n"
+        "onset and wakeup apart. Writes nothing.",
+        ["score ../shared/data/cmi/train_events.csv outputs/demo/infer/train/submission.csv"],
+    )
     p.add_argument("solution", help="labels CSV: series_id, event, step (e.g. train_events.csv)")
     p.add_argument("submission", help="submission CSV: row_id, series_id, step, event, score")
     p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser("models", help="list registered model components")
+    p = _command(
+        sub,
+        "models",
+        "list the registered model components",
+        "Prints the models, feature extractors and decoders by name with what they need;\n"
+        "--check builds each small and runs a forward and backward pass.",
+        ["models", "models --check"],
+    )
     p.add_argument("--check", action="store_true", help="build each and run forward+backward")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("run", help="run the notebooks through papermill")
+    p = _command(
+        sub,
+        "run",
+        "run the notebooks through papermill (prepare, train, infer)",
+        "Reads PARAMS and the data; writes <output.dir>/<exp_name>/: the executed notebooks,\n"
+        "prepared/, fold<k>/ bundles, oof.parquet, infer/<phase>/submission.csv. A stage whose\n"
+        "params and input files did not change is skipped; a=1,2 sweeps one experiment each.",
+        [
+            "run params/demo.yaml",
+            "run params/real-sample.yaml --only infer infer.phase=test",
+            "run params/demo.yaml optimizer.lr=0.001,0.003",
+        ],
+    )
     p.add_argument("params", help="params/*.yaml")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides; a=1,2 sweeps")
     p.add_argument("--only", default=None, help="comma list of stages, e.g. prepare,infer")
     p.add_argument("--force", action="store_true", help="rerun stages that are already done")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "tune",
-        help="choose post-processing on out-of-fold predictions, nested (reads <exp>/oof.parquet)",
-        description="Searches tune.grid on the OOF predictions of every fold: for each fold, "
-        "the setting best on the other folds scores it; prints that nested score with a "
-        "bootstrap interval over nights, writes the setting chosen on all folds to "
-        "<exp>/tune/postprocess.yaml (03_infer uses it with infer.tuned=true). "
-        "Example: python -m sleepdetect tune params/real-sample.yaml",
+        "choose post-processing on out-of-fold predictions, nested",
+        "Reads <exp>/oof.parquet; searches tune.grid so that each fold is scored by the setting\n"
+        "best on the other folds, prints that nested score with a bootstrap interval over\n"
+        "nights, and writes the setting chosen on all folds to <exp>/tune/postprocess.yaml\n"
+        "(03_infer uses it with infer.tuned=true).",
+        ["tune params/real-sample.yaml", "tune params/real-sample.yaml tune.bootstrap=0"],
     )
     p.add_argument("params", help="params/*.yaml of a trained experiment")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. tune.bootstrap=0")
     p.set_defaults(func=_cmd_tune)
 
-    p = sub.add_parser("package", help="build the Kaggle datasets and kernel (and upload)")
+    p = _command(
+        sub,
+        "package",
+        "build the Kaggle datasets and kernel (and upload)",
+        "Reads the experiments' fold bundles and params/kaggle.yaml; writes kaggle_datasets/:\n"
+        "the code wheel, the weights, the wheels and the offline submission kernel. Prints the\n"
+        "kaggle commands, or runs them with --upload.",
+        ["package --exp demo kaggle.username=me", "package --exp real-sample --upload"],
+    )
     p.add_argument("--exp", action="append", required=True, help="trained experiment; repeat")
     p.add_argument("--params", default="params/kaggle.yaml", help="params with a kaggle section")
     p.add_argument("--upload", action="store_true", help="run the kaggle commands")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. kaggle.username=me")
     p.set_defaults(func=_cmd_package)
+
+    p = _command(
+        sub,
+        "report",
+        "sleep onset, wakeup and duration per night, with actograms",
+        "Reads <exp>/infer/<phase>/submission.csv (or --submission) and the prepared series;\n"
+        "picks one onset and one wakeup per noon-to-noon night (local time): onset before\n"
+        "wakeup, highest onset score x wakeup score. Writes report.csv and\n"
+        "actogram-<series_id>.png beside the submission (or in --out).",
+        ["report params/demo.yaml", "report params/demo.yaml infer.phase=train --series ID"],
+    )
+    p.add_argument("params", help="params/*.yaml of an experiment that ran infer")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. infer.phase=train")
+    p.add_argument(
+        "--submission",
+        default=None,
+        help="submission.csv to report (default: <exp>/infer/<infer.phase>/submission.csv); "
+        "its series must be in <exp>/prepared/<infer.phase>/",
+    )
+    p.add_argument("--out", default=None, help="folder for report.csv and the actograms")
+    p.add_argument(
+        "--series", action="append", default=None, help="report only this series; repeat"
+    )
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -130,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command is None:  # no command: the pipeline in brief and where to start
+        print(OVERVIEW, end="")
+        return 0
     # overrides may also follow options (`run p.yaml --only infer a.b=1`)
     if extra and hasattr(args, "overrides") and all("=" in e for e in extra):
         args.overrides = [*args.overrides, *extra]

@@ -196,6 +196,10 @@ class TrainerConfig:
     # the out-of-fold scores and at inference; the first is fold<k>/, the others fold<k>-seed<j>/
     seeds: int = 1
     checkpoint_every_n_steps: int = 50  # for resuming a killed run
+    # where runs show up: csv (fold<k>/log/, always written: curves.png reads it), and also
+    # tensorboard (fold<k>/tb/) or mlflow ($MLFLOW_TRACKING_URI, else <output.dir>/mlflow.db),
+    # each an extra of the package
+    logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
 
 
 @dataclass
@@ -211,6 +215,11 @@ class InferConfig:
     # post-process with the settings `tune` chose (<exp>/tune/postprocess.yaml) instead of the
     # postprocess section
     tuned: bool = False
+    # a heuristic that needs no training instead of the bundles (names: hdcza.BASELINES, e.g.
+    # hdcza); it makes the candidates itself (the postprocess section is not used) and
+    # baseline_params are its constructor arguments (empty: its published defaults)
+    baseline: str | None = None
+    baseline_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

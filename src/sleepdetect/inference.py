@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from tqdm import tqdm
 
 from sleepdetect.candidates import predict_candidates, score_frame
 from sleepdetect.config import (
@@ -33,6 +32,7 @@ from sleepdetect.fingerprints import file_hash
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
 from sleepdetect.paths import archive_instead, nested, nested_candidates
+from sleepdetect.progress import progress
 from sleepdetect.registry import UnknownComponentError
 
 
@@ -289,9 +289,10 @@ def ensemble_scores(
 
 def infer(cfg: Config) -> Path:
     """03_infer: predict every series of `infer.phase` with the bundles, post-process, write a
-    validated submission.csv (and score it when the phase has labels). Returns its path."""
-    from sleepdetect.submission import write_submission
-
+    validated submission.csv (and score it when the phase has labels). Returns its path.
+    With `infer.baseline`, a heuristic makes the candidates instead (`infer_baseline`)."""
+    if cfg.infer.baseline is not None:
+        return infer_baseline(cfg)
     device = pick_device()
     bundles, weights = _ensemble(cfg, device)
     outside = outside_bundles(cfg, device)
@@ -303,7 +304,7 @@ def infer(cfg: Config) -> Path:
     save_config(cfg, out / "config.yaml")
 
     candidates, traces = [], {}
-    for entry in tqdm(manifest.series, desc=f"infer {cfg.infer.phase}", unit="series"):
+    for entry in progress(manifest.series, desc=f"infer {cfg.infer.phase}", unit="series"):
         feats = manifest.features(entry.series_id)
         s = ensemble_scores(bundles, weights, feats, cfg.infer.stride, cfg.infer.batch_size, device)
         s = blend_outside(
@@ -312,11 +313,71 @@ def infer(cfg: Config) -> Path:
         candidates.append(predict_candidates(manifest, entry.series_id, s, postprocess))
         if manifest.events is not None:  # kept only to plot against the labels
             traces[entry.series_id] = s
+    record = submission_record(bundles, weights, outside, cfg, manifest, postprocess)
+    return _write_outputs(cfg, out, candidates, traces, manifest, record)
+
+
+def infer_baseline(cfg: Config) -> Path:
+    """03_infer with `infer.baseline` (hdcza.BASELINES): the heuristic's candidates of every
+    series of `infer.phase`, nothing trained or loaded, and the same outputs as `infer`
+    (submission.csv, submission.json naming the baseline and its params, metrics.csv)."""
+    from sleepdetect.hdcza import build_baseline, candidate_trace, features_for
+
+    others = {"infer.bundles": cfg.infer.bundles, "ensemble.outside": cfg.ensemble.outside}
+    others |= {"infer.tuned": cfg.infer.tuned}
+    given = [k for k, v in others.items() if v]
+    if given:
+        raise ConfigError(
+            f"infer.baseline={cfg.infer.baseline} makes the candidates without bundles or "
+            f"tuned post-processing, but {', '.join(given)} is set: leave it empty (or false), "
+            "or set infer.baseline=null to predict with bundles"
+        )
+    baseline = build_baseline(cfg.infer.baseline, cfg.infer.baseline_params)
+    manifest = _prepared(cfg, features_for(cfg.infer.baseline, baseline, cfg.prepare.features))
+    out = cfg.exp_dir / "infer" / cfg.infer.phase
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    print(f"infer: baseline {cfg.infer.baseline} makes the candidates (postprocess not used)")
+    candidates, traces = [], {}
+    for entry in progress(manifest.series, desc=f"infer {cfg.infer.phase}", unit="series"):
+        found = baseline.candidates(manifest, entry.series_id)
+        candidates.append(found)
+        if manifest.events is not None:  # kept only to plot against the labels
+            traces[entry.series_id] = candidate_trace(found, entry.n_steps)
+    record = {
+        "baseline": {"name": cfg.infer.baseline, "params": baseline.params},
+        "bundles": [],
+        "data": manifest.sources,
+        "postprocess": None,
+    }
+    return _write_outputs(cfg, out, candidates, traces, manifest, record)
+
+
+def baseline_scores(cfg: Config, manifest: Manifest, series_id: str) -> np.ndarray:
+    """(steps, 2) per-step scores of `infer.baseline` for one prepared series: each candidate's
+    score at its step, 0 elsewhere (what 03_infer pictures in place of a model's scores)."""
+    from sleepdetect.hdcza import build_baseline, candidate_trace
+
+    baseline = build_baseline(cfg.infer.baseline, cfg.infer.baseline_params)
+    found = baseline.candidates(manifest, series_id)
+    return candidate_trace(found, manifest.lengths[series_id])
+
+
+def _write_outputs(
+    cfg: Config,
+    out: Path,
+    candidates: list[pl.DataFrame],
+    traces: dict[str, np.ndarray],
+    manifest: Manifest,
+    record: dict,
+) -> Path:
+    """submission.csv (validated), then its record, the copy and, with labels, the score."""
+    from sleepdetect.submission import write_submission
+
     (out / RECORD).unlink(missing_ok=True)  # no record: no submission of these inputs yet
     submission = write_submission(
         pl.concat(candidates), out / "submission.csv", series_lengths=manifest.lengths
     )
-    record = submission_record(bundles, weights, outside, cfg, manifest, postprocess)
     write_json(out / RECORD, record)
     if cfg.infer.copy_to:
         with atomic_path(cfg.infer.copy_to) as tmp:

@@ -299,7 +299,8 @@ def build_kernel(
     folder: Path, root: Path, params_path: str, slugs: list[str], header: str, name: str
 ) -> None:
     """03_infer with a header, the install cell first and the params injected after its
-    parameters cell, as papermill does."""
+    parameters cell, as papermill does. `pictures = False`: the kernel's job ends with
+    submission.csv, and a picture cell that fails there would fail the submission."""
     import nbformat
 
     from sleepdetect.pipeline import notebook_path
@@ -309,7 +310,7 @@ def build_kernel(
     for cell in nb.cells:
         cells.append(cell)
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            injected = f"params_file = {params_path!r}\noverrides = []\n"
+            injected = f"params_file = {params_path!r}\noverrides = []\npictures = False\n"
             cells.append(nbformat.v4.new_code_cell(injected))
             cells[-1].metadata["tags"] = ["injected-parameters"]
     for cell in cells:

@@ -15,10 +15,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from traitlets.config import Config as KernelConfig
 
 from sleepdetect.config import (
     Config,
@@ -32,6 +36,7 @@ from sleepdetect.errors import InputError
 from sleepdetect.files import is_disk_full, write_json, write_text
 from sleepdetect.locks import experiment_lock
 from sleepdetect.paths import project_root
+from sleepdetect.progress import PLAIN
 
 # Stage name -> notebook, in pipeline order.
 STAGES = {"prepare": "01_prepare", "train": "02_train", "infer": "03_infer"}
@@ -80,7 +85,7 @@ def stage_inputs(cfg: Config, root: Path, stage: str) -> dict[str, str | None]:
         }
     if stage in ("train", "infer"):
         hashed |= {f"outside {b}": root / b / "model.pt" for b in cfg.ensemble.outside}
-    if stage == "infer":
+    if stage == "infer" and cfg.infer.baseline is None:  # a baseline reads no bundle
         bundles = cfg.infer.bundles or sorted(p.name for p in (root / cfg.exp_dir).glob("fold*"))
         base = root if cfg.infer.bundles else root / cfg.exp_dir
         hashed |= {f"bundle {b}": base / b / "model.pt" for b in bundles}
@@ -180,9 +185,23 @@ def run_experiment(
     unknown = [s for s in todo if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+    if cfg.infer.baseline is not None:
+        todo = _without_training(cfg, todo)
     out_dir = root / cfg.exp_dir
     with experiment_lock(out_dir):
         return _run_stages(cfg, root, params, overrides, todo, force, out_dir)
+
+
+def _without_training(cfg: Config, todo: list[str]) -> list[str]:
+    """The stages of a baseline experiment (`infer.baseline`): its params checked before any
+    stage runs, and no train stage, since a baseline has nothing to train."""
+    from sleepdetect.hdcza import build_baseline, features_for
+
+    baseline = build_baseline(cfg.infer.baseline, cfg.infer.baseline_params)
+    features_for(cfg.infer.baseline, baseline, cfg.prepare.features)
+    if "train" in todo:
+        print(f"[train] infer.baseline={cfg.infer.baseline}: nothing to train, not run")
+    return [s for s in todo if s != "train"]
 
 
 def _run_stages(
@@ -215,14 +234,17 @@ def _run_stages(
         print(f"[{stage}] notebooks/{name}.ipynb -> {executed}")
         start = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(notebook_path(root, name)),
-                str(executed),
-                parameters=parameters,
-                cwd=str(root),
-                progress_bar=False,
-                log_output=True,
-            )
+            with tempfile.TemporaryDirectory(prefix="sleepdetect-kernel-") as sockets:
+                os.environ[PLAIN] = "1"  # text bars: the kernel inherits it, the log shows them
+                pm.execute_notebook(
+                    str(notebook_path(root, name)),
+                    str(executed),
+                    parameters=parameters,
+                    cwd=str(root),
+                    progress_bar=False,
+                    log_output=True,
+                    config=_local_kernel(sockets),
+                )
         except pm.PapermillExecutionError as e:
             print(
                 f"stage {stage!r} failed in notebooks/{name}.ipynb, cell {e.exec_count}: "
@@ -266,6 +288,12 @@ def _scores(out_dir: Path) -> dict[str, float]:
     for m in sorted(out_dir.glob("infer/*/metrics.csv")):
         found[f"infer-{m.parent.name}"] = score(m)
     return found
+
+
+def _local_kernel(sockets: str) -> KernelConfig:
+    """Kernel sockets as files in `sockets` (IPC), not TCP ports: nothing leaves the machine,
+    and ipykernel then has no unencrypted transport to warn about in every run's output."""
+    return KernelConfig({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
 
 
 def _results(out_dir: Path) -> list[str]:

@@ -1,4 +1,5 @@
-"""Pictures people would rather see than read: one series' signal with its events.
+"""Pictures people would rather see than read: one series' signal with its events, training
+curves, predicted scores around nights, and the actogram of a sleep report.
 
 Matplotlib runs on the Agg backend, so plotting works on servers and in Kaggle kernels without a
 display.
@@ -6,7 +7,9 @@ display.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -15,11 +18,15 @@ matplotlib.use("Agg")
 
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from sleepdetect.files import atomic_path  # noqa: E402
 
 EVENT_COLORS = {"onset": "tab:green", "wakeup": "tab:red"}
+NOT_WORN_COLOR = "0.75"
+SLEEP_COLOR = "tab:blue"
 
 
 def _local_time(timestamp: pl.Series) -> pl.Series:
@@ -32,12 +39,15 @@ def plot_series(
     events_df: pl.DataFrame | None,
     path: str | os.PathLike[str],
     title: str = "",
+    not_worn: np.ndarray | None = None,
 ) -> Path:
     """Draw anglez and enmo of one series over local time, onsets and wakeups as vertical lines,
-    and the labelled sleep shaded, then save a PNG at `path`.
+    the labelled sleep shaded and, with `not_worn`, the not-worn stretches in grey, then save a
+    PNG at `path`.
 
     `series_df` needs `step`, `timestamp`, `anglez`, `enmo` of a single series; `events_df` holds
-    that series' `event` and `step` rows (rows with an empty step are skipped) or is None.
+    that series' `event` and `step` rows (rows with an empty step are skipped) or is None;
+    `not_worn` is a bool per step (in step order), e.g. `report.not_worn_of(series_df)`.
     """
     if series_df.is_empty():
         raise ValueError("plot_series: series_df has no rows; select one series with rows")
@@ -58,6 +68,20 @@ def plot_series(
     ax_e.plot(t, df["enmo"].to_numpy(), lw=0.3, color="tab:purple", rasterized=True)
     ax_e.set_ylabel("enmo (g)")
     ax_e.set_ylim(bottom=0)
+    if not_worn is not None:
+        if len(not_worn) != len(df):
+            raise ValueError(
+                f"plot_series: not_worn has {len(not_worn)} values for {len(df)} steps; give "
+                "one per step of the series"
+            )
+        for start, stop in _runs(np.asarray(not_worn, dtype=bool)):
+            for ax in (ax_a, ax_e):
+                ax.axvspan(t[start], t[stop - 1], color=NOT_WORN_COLOR, alpha=0.5, lw=0)
+        ax_e.legend(
+            handles=[Patch(color=NOT_WORN_COLOR, alpha=0.5, label="not worn")],
+            loc="upper left",
+            fontsize=8,
+        )
 
     if events_df is not None and not events_df.is_empty():
         ev = events_df.filter(pl.col("step").is_not_null()).sort("step")
@@ -164,4 +188,197 @@ def plot_nights(
         ax.set(xlim=(lo, hi), ylim=(0, 1.02), ylabel="score", title=f"series {sid}")
     axes[0, 0].legend(loc="upper right", fontsize=8, ncols=2)
     axes[-1, 0].set_xlabel("step (solid: true event, dotted: top candidates)")
+    return _save(fig, path)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) index pairs of the True runs of a bool array."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(
+        zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True)
+    )
+
+
+@dataclass(frozen=True)
+class Actogram:
+    """A saved actogram: its PNG and the first day of each row (row i shows days[i] and the
+    day after)."""
+
+    path: Path
+    days: list[dt.date]
+
+
+def plot_actogram(
+    series_df: pl.DataFrame,
+    path: str | os.PathLike[str],
+    sleep: pl.DataFrame | None = None,
+    events: pl.DataFrame | None = None,
+    title: str = "",
+    bin_minutes: int = 5,
+) -> Actogram:
+    """The double-plotted actogram of one series: one row per local calendar day, each row that
+    day and the next (48 h), so a night never breaks at a row's edge and a drifting rhythm
+    reads as a slope. Activity is the mean enmo per `bin_minutes` as bars (clipped at its 99th
+    percentile), detected sleep shaded blue, not-worn stretches grey, labelled onsets and
+    wakeups as green and red ticks.
+
+    `series_df`: step, timestamp, enmo of one series, plus an optional bool `not_worn`.
+    `sleep`: rows with `onset_step`, `wakeup_step` (e.g. the report's; empty ones skipped).
+    `events`: labels (`event`, `step`; rows of other series or without a step skipped).
+    Bins follow the wall clock, so a daylight-saving hour is doubled or missing as it was lived.
+    """
+    if series_df.is_empty():
+        raise ValueError("plot_actogram: series_df has no rows; select one series with rows")
+    if 1440 % bin_minutes:
+        raise ValueError(f"plot_actogram: bin_minutes={bin_minutes} must divide a day (1440)")
+    df = series_df.sort("step")
+    local = _local_time(df["timestamp"]).to_numpy()
+    day0 = local[0].astype("datetime64[D]")
+    minutes = (local - day0) / np.timedelta64(1, "m")  # since the first local midnight
+    steps = df["step"].cast(pl.Int64).to_numpy()
+    n_days = int(minutes[-1] // 1440) + 1
+    per_day = 1440 // bin_minutes
+    n_bins = (n_days + 1) * per_day  # one empty day after the last, for its row's right half
+    b = (minutes // bin_minutes).astype(np.int64)
+    count = np.bincount(b, minlength=n_bins)
+    enmo = np.bincount(b, weights=df["enmo"].to_numpy(), minlength=n_bins) / np.maximum(count, 1)
+    off = np.zeros(n_bins, dtype=bool)
+    if "not_worn" in df.columns:
+        worn_off = np.bincount(
+            b, weights=df["not_worn"].cast(pl.Float64).to_numpy(), minlength=n_bins
+        )
+        off = worn_off > 0.5 * np.maximum(count, 1)
+    top = float(np.percentile(enmo[count > 0], 99)) or float(enmo.max()) or 1.0
+
+    def at(step_values: list[int]) -> np.ndarray:
+        """Minutes since day0 of steps of this series (steps outside it dropped)."""
+        s = np.asarray([v for v in step_values if steps[0] <= v <= steps[-1]], dtype=np.int64)
+        return minutes[np.searchsorted(steps, s)]
+
+    windows = []
+    if sleep is not None and not sleep.is_empty():
+        pairs = sleep.drop_nulls(["onset_step", "wakeup_step"])
+        starts, stops = at(pairs["onset_step"].to_list()), at(pairs["wakeup_step"].to_list())
+        windows = list(zip(starts.tolist(), stops.tolist(), strict=True))
+    ticks: dict[str, np.ndarray] = {}
+    if events is not None and not events.is_empty():
+        ev = events.filter(pl.col("step").is_not_null())
+        if "series_id" in ev.columns and "series_id" in df.columns:
+            ev = ev.filter(pl.col("series_id") == df["series_id"][0])
+        for kind in EVENT_COLORS:
+            ticks[kind] = at(ev.filter(pl.col("event") == kind)["step"].cast(pl.Int64).to_list())
+
+    days = [(day0 + np.timedelta64(i, "D")).astype(dt.date) for i in range(n_days)]
+    height = 0.42 * n_days + 1.3  # inches: 0.42 a row, 0.75 above for title and legend
+    fig, axes = plt.subplots(n_days, 1, figsize=(11, height), sharex=True, squeeze=False)
+    fig.subplots_adjust(hspace=0, left=0.1, right=0.98, top=1 - 0.75 / height, bottom=0.55 / height)
+    edges = np.arange(2 * per_day + 1) * bin_minutes / 60  # hours 0..48 of a row
+    for d, ax in enumerate(axes[:, 0]):
+        lo = d * per_day
+        row_off = off[lo : lo + 2 * per_day]
+        bars = np.minimum(enmo[lo : lo + 2 * per_day], top)
+        for start, stop in _runs(row_off):
+            ax.axvspan(edges[start], edges[stop], color=NOT_WORN_COLOR, alpha=0.6, lw=0)
+        shift = d * 24.0
+        for start, stop in windows:
+            a, z = start / 60 - shift, stop / 60 - shift
+            if z > 0 and a < 48:
+                ax.axvspan(max(a, 0), min(z, 48), color=SLEEP_COLOR, alpha=0.25, lw=0)
+        ax.stairs(bars, edges, fill=True, color="black", lw=0)
+        for kind, at_min in ticks.items():
+            x = at_min / 60 - shift
+            x = x[(x >= 0) & (x <= 48)]
+            ax.vlines(x, 0.55 * top, 1.0 * top, color=EVENT_COLORS[kind], lw=1.6)
+        ax.axvline(24, color="0.4", lw=0.6)
+        ax.set_ylim(0, top * 1.02)
+        ax.set_yticks([])
+        ax.set_ylabel(days[d].strftime("%a %d %b"), rotation=0, ha="right", va="center", fontsize=8)
+        ax.tick_params(axis="x", length=0 if d < n_days - 1 else 3.5)
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+    last = axes[-1, 0]
+    last.set_xlim(0, 48)
+    last.set_xticks(range(0, 49, 3))
+    last.set_xticklabels([f"{h % 24:02d}" for h in range(0, 49, 3)], fontsize=8)
+    last.set_xlabel("local clock time (h): each row is a day and the next")
+    handles = [
+        Patch(color="black", label=f"enmo ({bin_minutes}-min mean)"),
+        Patch(color=SLEEP_COLOR, alpha=0.25, label="detected sleep"),
+        Patch(color=NOT_WORN_COLOR, alpha=0.6, label="not worn"),
+        *[
+            plt.Line2D([], [], color=c, lw=1.6, label=f"labelled {k}")
+            for k, c in EVENT_COLORS.items()
+        ],
+    ]
+    fig.legend(
+        handles=handles,
+        loc="upper right",
+        bbox_to_anchor=(0.98, 1 - 0.3 / height),
+        ncols=5,
+        fontsize=8,
+        frameon=False,
+    )
+    if title:
+        fig.suptitle(title, x=0.1, y=1 - 0.06 / height, ha="left", va="top", fontsize=10)
+    return Actogram(_save(fig, path), days)
+
+
+def plot_event_scores(
+    scores: pl.DataFrame,
+    candidates: pl.DataFrame,
+    path: str | os.PathLike[str],
+    events: pl.DataFrame | None = None,
+    first_timestamp: str | None = None,
+    title: str = "",
+) -> Path:
+    """Predicted onset and wakeup scores over a whole series (one panel each), its candidates
+    as dots at their scores and, where labels exist, the true events as vertical lines.
+
+    `scores`: step, onset, wakeup of one series; `candidates`: step, event, score of it (other
+    series' rows are skipped when both have series_id); `events`: its labels or None. With
+    `first_timestamp` (step 0's) the x axis is local time (daylight-saving shifts ignored),
+    else steps."""
+    if scores.is_empty():
+        raise ValueError("plot_event_scores: scores has no rows; give one series' scores")
+    sid = scores["series_id"][0] if "series_id" in scores.columns else None
+
+    def mine(frame: pl.DataFrame) -> pl.DataFrame:
+        if sid is not None and "series_id" in frame.columns:
+            return frame.filter(pl.col("series_id") == sid)
+        return frame
+
+    def x_of(step: pl.Series) -> np.ndarray:
+        step = step.cast(pl.Int64).to_numpy()
+        if first_timestamp is None:
+            return step
+        start = np.datetime64(first_timestamp[:19], "s")
+        return start + step * np.timedelta64(5, "s")
+
+    s = scores.sort("step")
+    cand = mine(candidates)
+    truth = mine(events).filter(pl.col("step").is_not_null()) if events is not None else None
+    fig, axes = plt.subplots(2, 1, figsize=(14, 4.8), sharex=True, constrained_layout=True)
+    for ax, (kind, color) in zip(axes, EVENT_COLORS.items(), strict=True):
+        ax.plot(x_of(s["step"]), s[kind].to_numpy(), color=color, lw=0.6, label=f"{kind} score")
+        c = cand.filter(pl.col("event") == kind)
+        ax.scatter(
+            x_of(c["step"]), c["score"].to_numpy(), s=9, color="black", zorder=3, label="candidates"
+        )
+        if truth is not None:
+            for i, x in enumerate(x_of(truth.filter(pl.col("event") == kind)["step"])):
+                ax.axvline(
+                    x, color=color, lw=1.2, alpha=0.7, ls="--", label="labelled" if i == 0 else None
+                )
+        ax.set(ylabel="score", ylim=(0, max(1.02, float(c["score"].max() or 0) * 1.05)))
+        ax.legend(loc="upper right", fontsize=8, ncols=3)
+        ax.margins(x=0)
+    if first_timestamp is not None:
+        axes[1].xaxis.set_major_locator(mdates.DayLocator())
+        axes[1].xaxis.set_major_formatter(mdates.DateFormatter("%a %d %b"))
+        axes[1].xaxis.set_minor_locator(mdates.HourLocator(byhour=[6, 12, 18]))
+        axes[1].set_xlabel("local time")
+    else:
+        axes[1].set_xlabel("step")
+    if title:
+        axes[0].set_title(title)
     return _save(fig, path)

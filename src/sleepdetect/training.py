@@ -14,9 +14,13 @@ This is the only module that imports lightning.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import math
+import os
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +28,7 @@ import lightning as L
 import numpy as np
 import polars as pl
 import torch
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from torch.utils.data import DataLoader
 
 from sleepdetect.candidates import predict_candidates, score_frame
@@ -55,6 +60,7 @@ from sleepdetect.metric import event_detection_ap_table
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
 from sleepdetect.oof import member_dir
+from sleepdetect.progress import bar_class
 from sleepdetect.scoring import write_metrics
 
 # ---------------------------------------------------------------- validation
@@ -472,7 +478,7 @@ def fold_inputs(cfg: Config, manifest: Manifest) -> dict:
 # What a fold model does not depend on: changing these keeps the trained folds (the data's
 # content is checked by inputs.json, not by where it lies; a renamed experiment is the same).
 _NOT_FOLD_KEYS = ("exp_name", "data", "output", "infer", "ensemble", "tune", "kaggle")
-_NOT_FOLD_TRAINER_KEYS = ("seeds", "fold_workers")
+_NOT_FOLD_TRAINER_KEYS = ("seeds", "fold_workers", "logger")
 
 
 def _fold_dict(cfg: Config) -> dict:
@@ -594,11 +600,11 @@ def train(cfg: Config, member: int = 0) -> Path:
 
 def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     t = cfg.trainer
     by_score = t.checkpoint == "best"  # `last` never validates during training
     callbacks = [
+        EpochProgress(),
         ModelCheckpoint(
             dirpath=fold_dir / "checkpoints",
             filename="last",
@@ -631,14 +637,102 @@ def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
         precision=resolve_precision(t.precision),
         gradient_clip_val=t.gradient_clip_val or None,
         callbacks=callbacks,
-        logger=CSVLogger(fold_dir, name="log"),  # a resumed run logs to the next version_N
+        logger=_loggers(cfg, fold_dir),
         default_root_dir=fold_dir,
         deterministic="warn",
         num_sanity_val_steps=0,
         limit_val_batches=None if by_score else 0,
         enable_model_summary=False,
-        log_every_n_steps=10,
+        # every 10 steps, or every step of an epoch shorter than that
+        log_every_n_steps=max(1, min(10, cfg.windows.per_epoch // t.batch_size)),
     )
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's tip to install its cloud logger from every run's output; its other
+    messages pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+# Lightning 2.6 calls a torch.utils._pytree check that torch 2.9+ deprecates, once per fit;
+# only that message is hidden, until Lightning no longer calls it
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class EpochProgress(ProgressBar):
+    """One bar per training epoch (steps, loss, validation score) from `progress.bar_class`:
+    a widget in Jupyter, text in `sleepdetect run` and terminals. Lightning's own bar is a
+    widget whenever ipywidgets is installed, which shows as nothing in a papermill run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._bar = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._enabled and trainer.is_global_zero:
+            total = trainer.num_training_batches
+            self._bar = bar_class()(
+                total=total if math.isfinite(total) else None,
+                desc=f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+                unit="step",
+            )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(self._shown(trainer, pl_module), refresh=False)
+            self._bar.update(1)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._bar is not None:  # validation ran before this: its score joins the bar
+            self._bar.set_postfix(self._shown(trainer, pl_module))
+            self._bar.close()
+            self._bar = None
+
+    def _shown(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, str]:
+        metrics = self.get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the log's version number, not a figure of training
+        return {k: v if isinstance(v, str) else f"{v:.4g}" for k, v in metrics.items()}
+
+
+def _loggers(cfg: Config, fold_dir: Path) -> list:
+    """CSV always (curves.png reads it), plus `trainer.logger`'s, imported only when chosen;
+    a resumed run logs to the next version_N."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers = [CSVLogger(fold_dir, name="log")]
+    name = cfg.trainer.logger
+    if name == "csv":
+        return loggers
+    if importlib.util.find_spec(name) is None:  # the extra of the same name installs it
+        raise ConfigError(
+            f"trainer.logger={name}: {name} is not installed; pip install -e '.[{name}]' "
+            "(or trainer.logger=csv)"
+        )
+    if name == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(fold_dir, name="tb", default_hp_metric=False))
+    else:
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        # a server the user already has, else one database file beside the experiments
+        # (MLflow 3 no longer takes a plain folder)
+        store = f"sqlite:///{(Path(cfg.output.dir) / 'mlflow.db').resolve()}"
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or store
+        loggers.append(
+            MLFlowLogger(experiment_name=cfg.exp_name, run_name=fold_dir.name, tracking_uri=uri)
+        )
+    return loggers
 
 
 def export_bundle(module: SleepModule, best: str, validator: Validator, fold_dir: Path) -> None:

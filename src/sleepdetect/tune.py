@@ -14,7 +14,8 @@ Outputs, under `<output.dir>/<exp_name>/tune/`:
 How. Each setting (one combination of `tune.grid`) post-processes every fold's OOF scores;
 its candidates are matched once, with each (series, fold) stretch as its own series, which
 changes nothing (folds are cut between nights) and lets the score of any set of folds be pooled
-from the same flags (metric.MatchedDetections). For outer fold k the setting with the best
+from the same flags (metric.MatchedDetections); the labels' side of the metric is prepared once
+for all settings (metric.PreparedSolution). For outer fold k the setting with the best
 score on all folds but k is applied to fold k and scores it; the mean over folds is the nested
 score (standard nested cross-validation), with a bootstrap interval over nights (resampled
 with replacement). The held-out candidates of all folds scored together are printed too; that
@@ -39,7 +40,7 @@ from sleepdetect.data.prepare import Manifest, load_prepared
 from sleepdetect.data.windows import night_cuts
 from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path, write_text
-from sleepdetect.metric import event_detection_ap_table, match_detections
+from sleepdetect.metric import PreparedSolution, event_detection_ap_table, match_detections
 from sleepdetect.oof import RECORD_FILE, format_score, oof_candidates, read_oof, solution_of
 from sleepdetect.postprocess import PEAK_OPTIONS
 from sleepdetect.scoring import write_metrics
@@ -125,6 +126,8 @@ def run_tune(
         raise InputError(f"tune needs labelled OOF predictions of 2+ folds, found folds {folds}")
     units = _relabel(solution, pl.col("fold"))
     unit_fold = {u: f for u, f in units.select("series_id", "fold").unique().iter_rows()}
+    prepared = PreparedSolution(units)  # the labels' side of the metric, once for all settings
+    fold_of = np.array([unit_fold[u] for u in prepared.series])
 
     per_setting = []  # (setting, candidates)
     rest = np.zeros((len(settings), len(folds)))  # pooled score on all folds but k
@@ -133,12 +136,11 @@ def run_tune(
     for i, setting in enumerate(settings):
         cand = oof_candidates(oof, manifest, apply_setting(base, setting))
         per_setting.append(cand)
-        matched = match_detections(units, _relabel(cand, pl.col("fold")))
-        fold_of = np.array([unit_fold[u] for u in matched.series])
-        overall[i] = matched.table()[1]
+        matched = prepared.match(_relabel(cand, pl.col("fold")))
+        overall[i] = matched.score()
         for j, k in enumerate(folds):
-            rest[i, j] = matched.table((fold_of != k).astype(np.int64))[1]
-            alone[i, j] = matched.table((fold_of == k).astype(np.int64))[1]
+            rest[i, j] = matched.score((fold_of != k).astype(np.int64))
+            alone[i, j] = matched.score((fold_of == k).astype(np.int64))
 
     choice = nested_select(rest)
     nested = pl.concat(
@@ -217,7 +219,7 @@ def bootstrap_interval(
     scores = []
     for draw in rng.integers(0, n_units, (n, n_units)):
         counts = np.bincount(draw, minlength=n_units)
-        per_fold = [matched.table(counts * (fold_of == k))[1] for k in np.unique(fold_of[draw])]
+        per_fold = [matched.score(counts * (fold_of == k)) for k in np.unique(fold_of[draw])]
         scores.append(np.nanmean(per_fold))
     lo, hi = np.nanpercentile(scores, [2.5, 97.5])
     return float(lo), float(hi)

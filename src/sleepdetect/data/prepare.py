@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from tqdm import tqdm
 
 from sleepdetect.config import Config, save_config, to_dict
 from sleepdetect.constants import STEP_SECONDS
@@ -34,6 +33,7 @@ from sleepdetect.data.io import count_rows, iter_series, read_events
 from sleepdetect.errors import InputError
 from sleepdetect.files import atomic_path, save_npy, write_json
 from sleepdetect.fingerprints import source_change, source_record
+from sleepdetect.progress import progress
 
 MANIFEST = "manifest.json"
 
@@ -202,7 +202,7 @@ def _build(cfg: Config, files: dict[str, Path], work: Path) -> None:
     phase, series_path = cfg.prepare.phase, files["series"]
     entries = []
     total = count_rows(series_path)
-    with tqdm(total=total, unit="row", unit_scale=True, desc=f"prepare {phase}") as bar:
+    with progress(total=total, unit="row", unit_scale=True, desc=f"prepare {phase}") as bar:
         for df in iter_series(series_path):
             sid = df["series_id"][0]
             signals = SeriesSignals(

@@ -683,6 +683,6 @@ def _writer(path: Path) -> pq.ParquetWriter:
 
 def _progress(total: int):
     """A tqdm bar on terminals only (silent in tests and logs)."""
-    from tqdm.auto import tqdm
+    from sleepdetect.progress import progress
 
-    return tqdm(total=total, desc="synthetic series", unit="series", disable=None)
+    return progress(total=total, desc="synthetic series", unit="series", disable=None)
