@@ -88,6 +88,7 @@ class HDCZA:
         secondary: bool = False,
         secondary_factor: float = 0.1,
     ) -> None:
+        self.params = {k: v for k, v in locals().items() if k != "self"}  # for its record
         _check("median_minutes", median_minutes, median_minutes > 0, "a positive duration")
         _check("percentile", percentile, 0 <= percentile <= 100, "from 0 to 100")
         _check("multiplier", multiplier, multiplier > 0, "positive")
@@ -110,21 +111,6 @@ class HDCZA:
         )
         _check("max_not_worn", max_not_worn, 0 <= max_not_worn <= 1, "a share, 0..1")
         _check("secondary_factor", secondary_factor, 0 < secondary_factor <= 1, "in (0, 1]")
-        self.params = {
-            "median_minutes": median_minutes,
-            "percentile": percentile,
-            "multiplier": multiplier,
-            "threshold_min": threshold_min,
-            "threshold_max": threshold_max,
-            "min_block_minutes": min_block_minutes,
-            "max_gap_minutes": max_gap_minutes,
-            "day_start_hour": day_start_hour,
-            "fallback_l5_hours": fallback_l5_hours,
-            "fallback_window_hours": fallback_window_hours,
-            "max_not_worn": max_not_worn,
-            "secondary": secondary,
-            "secondary_factor": secondary_factor,
-        }  # what made a submission: its record
         self.median_steps = 2 * round(median_minutes * STEPS_PER_MINUTE / 2) + 1  # odd: centred
         self.percentile = percentile
         self.multiplier = multiplier

@@ -294,7 +294,7 @@ def infer(cfg: Config) -> Path:
     if cfg.infer.baseline is not None:
         return infer_baseline(cfg)
     device = pick_device()
-    bundles, weights = _ensemble(cfg, device)
+    bundles, weights = ensemble_bundles(cfg, device)
     outside = outside_bundles(cfg, device)
     _same_features(bundles + outside)
     manifest = _prepared(cfg, bundles[0].config.prepare.features)
@@ -306,10 +306,7 @@ def infer(cfg: Config) -> Path:
     candidates, traces = [], {}
     for entry in progress(manifest.series, desc=f"infer {cfg.infer.phase}", unit="series"):
         feats = manifest.features(entry.series_id)
-        s = ensemble_scores(bundles, weights, feats, cfg.infer.stride, cfg.infer.batch_size, device)
-        s = blend_outside(
-            s, outside, cfg.ensemble.outside_weight, feats, cfg.infer.batch_size, device
-        )
+        s = series_scores(cfg, bundles, weights, outside, feats, device)
         candidates.append(predict_candidates(manifest, entry.series_id, s, postprocess))
         if manifest.events is not None:  # kept only to plot against the labels
             traces[entry.series_id] = s
@@ -388,6 +385,21 @@ def _write_outputs(
     return submission
 
 
+def series_scores(
+    cfg: Config,
+    bundles: list[Bundle],
+    weights: list[float],
+    outside: list[Bundle],
+    features: np.ndarray,
+    device: str | torch.device,
+) -> np.ndarray:
+    """(steps, 2) scores of one series as 03_infer makes them: the fold bundles' weighted mean,
+    blended with the outside bundles'."""
+    batch = cfg.infer.batch_size
+    s = ensemble_scores(bundles, weights, features, cfg.infer.stride, batch, device)
+    return blend_outside(s, outside, cfg.ensemble.outside_weight, features, batch, device)
+
+
 def outside_bundles(cfg: Config, device: str | torch.device = "cpu") -> list[Bundle]:
     """`ensemble.outside`, refused when one was trained on this experiment's data.dir (its
     scores of these nights would not be out-of-fold)."""
@@ -452,7 +464,7 @@ def pick_device() -> torch.device:
     return device
 
 
-def _ensemble(cfg: Config, device: torch.device) -> tuple[list[Bundle], list[float]]:
+def ensemble_bundles(cfg: Config, device: torch.device) -> tuple[list[Bundle], list[float]]:
     """The fold bundles to average (`infer.bundles`, or this experiment's) and their weights."""
     bundles = [load_bundle(p, device) for p in find_bundles(cfg)]
     weights = cfg.infer.weights or [1.0] * len(bundles)

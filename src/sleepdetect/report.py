@@ -444,21 +444,16 @@ def series_scores(cfg, manifest: Manifest, series_id: str) -> pl.DataFrame:
     from sleepdetect.candidates import score_frame
     from sleepdetect.inference import (
         baseline_scores,
-        blend_outside,
-        ensemble_scores,
-        find_bundles,
-        load_bundle,
+        ensemble_bundles,
         outside_bundles,
         pick_device,
+        series_scores,
     )
 
     if cfg.infer.baseline is not None:  # a heuristic, no bundles: its candidates' scores
         return score_frame(series_id, baseline_scores(cfg, manifest, series_id))
     device = pick_device()
-    bundles = [load_bundle(p, device) for p in find_bundles(cfg)]
-    weights = cfg.infer.weights or [1.0] * len(bundles)
+    bundles, weights = ensemble_bundles(cfg, device)
     outside = outside_bundles(cfg, device)
-    feats = manifest.features(series_id)
-    s = ensemble_scores(bundles, weights, feats, cfg.infer.stride, cfg.infer.batch_size, device)
-    s = blend_outside(s, outside, cfg.ensemble.outside_weight, feats, cfg.infer.batch_size, device)
+    s = series_scores(cfg, bundles, weights, outside, manifest.features(series_id), device)
     return score_frame(series_id, s)
