@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench lint notebooks lab clean
+.PHONY: setup demo test test-slow test-gpu bench lint notebooks lab clean
 
 setup: $(STAMP)
 
@@ -36,12 +36,17 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# on a machine with a CUDA device: mixed precision, and DDP when two GPUs are visible
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -q -m gpu
+
 bench: $(STAMP)
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/metric.py
 	$(BIN)/python bench/models.py
-	$(BIN)/python bench/train.py
-	$(BIN)/python bench/infer.py
+	$(BIN)/python bench/train.py --full
+	$(BIN)/python bench/infer.py --full
+	$(BIN)/python bench/growth.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench notebooks

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from scale import synthetic_data
 from sleepdetect.data.features import FULL_FEATURES, REFERENCE_FEATURES
 from sleepdetect.data.io import count_rows
-from sleepdetect.data.synthetic import FULL_SCALE, write_synthetic
+from sleepdetect.data.synthetic import FULL_SCALE
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,13 +44,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=FULL_SCALE["seed"])
     args = parser.parse_args()
 
-    data = HERE / ".cache" / f"synthetic-{args.series}x{args.days:g}-seed{args.seed}"
-    if not (data / "train_events.csv").is_file():
-        print(f"generating {args.series} synthetic series into {data} ...", flush=True)
-        start = time.perf_counter()
-        shutil.rmtree(data, ignore_errors=True)
-        write_synthetic(data, n_series=args.series, days=args.days, seed=args.seed)
-        print(f"  generated in {time.perf_counter() - start:.0f} s", flush=True)
+    data = synthetic_data(args.series, args.days, args.seed)
     rows = count_rows(data / "train_series.parquet")
 
     results = {}

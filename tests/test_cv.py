@@ -412,6 +412,32 @@ def test_outside_bundles_join_the_oof_scores_and_the_submission(trained, tmp_pat
         gather_oof(own)
 
 
+def test_infer_keeps_the_scores_of_the_plotted_nights_series_only(trained, tmp_path, monkeypatch):
+    """At competition scale every series' per-step scores would be about 1 GB: 03_infer keeps
+    those of the series whose nights nights.png shows, and no others."""
+    import sleepdetect.inference as inference
+    from sleepdetect import plots
+    from sleepdetect.inference import infer
+
+    real_picks, real_frame = plots.night_picks, inference.score_frame
+    monkeypatch.setattr(plots, "night_picks", lambda solution, n_nights=4: real_picks(solution, 1))
+    kept = []
+    monkeypatch.setattr(
+        inference, "score_frame", lambda sid, s, *a: kept.append(sid) or real_frame(sid, s, *a)
+    )
+    shutil.copytree(trained.exp_dir, tmp_path / trained.exp_name)
+    cfg = load_config(
+        None, [f"output.dir={tmp_path}", f"data.dir={trained.data.dir}", *TINY, "infer.phase=train"]
+    )
+    submission = infer(cfg)
+    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    assert len(manifest.series) == 2
+    first = real_picks(manifest.read_events().drop_nulls("step"), 1)["series_id"].to_list()
+    assert kept == first  # one series of the two
+    assert (submission.parent / "nights.png").is_file()
+    assert pl.read_csv(submission)["series_id"].n_unique() == 2  # every series still predicted
+
+
 # ---------------------------------------------------------------- seeds
 
 

@@ -497,7 +497,7 @@ def test_training_resumed_from_any_checkpoint_reaches_the_same_weights(tmp_path,
     from sleepdetect.config import load_config
     from sleepdetect.data.prepare import prepare
 
-    class StopAfterCheckpoint(Callback):  # appended: it runs after the checkpoint callbacks
+    class StopAfterCheckpoint(Callback):  # callbacks= come after the checkpoint callbacks
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step == step:
                 raise _Stop
@@ -513,19 +513,8 @@ def test_training_resumed_from_any_checkpoint_reaches_the_same_weights(tmp_path,
     shutil.copytree(tmp_path / "ref" / "demo" / "prepared", tmp_path / "out" / "demo" / "prepared")
     want = torch.load(training.train(cfg(tmp_path / "ref")) / "model.pt", weights_only=True)
 
-    original = training._trainer
-
-    def stopping(c, d):
-        trainer = original(c, d)
-        trainer.callbacks.append(StopAfterCheckpoint())
-        return trainer
-
-    training._trainer = stopping
-    try:
-        with pytest.raises(_Stop):
-            training.train(cfg(tmp_path / "out"))
-    finally:
-        training._trainer = original
+    with pytest.raises(_Stop):
+        training.train(cfg(tmp_path / "out"), callbacks=[StopAfterCheckpoint()])
     last = tmp_path / "out" / "demo" / "fold0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == step
     got = torch.load(training.train(cfg(tmp_path / "out")) / "model.pt", weights_only=True)

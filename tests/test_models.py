@@ -142,6 +142,8 @@ def test_loss_backward_gives_finite_gradients_down_to_the_input(model):
     loss = model.loss(out, targets)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, f"DDP refuses trainable parameters the loss never reaches: {unused[:3]}"
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)

@@ -197,44 +197,27 @@ class _Kill(Exception):
     pass
 
 
-def test_killed_run_resumes_from_last_checkpoint(prepared, tmp_path, monkeypatch):
+def test_killed_run_resumes_from_last_checkpoint(prepared, tmp_path):
     from lightning.pytorch import Callback
-
-    import sleepdetect.training as training
 
     class KillAt(Callback):
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step == 5:  # mid-epoch 1 (4 steps an epoch)
                 raise _Kill
 
-    original = training._trainer
-
-    def killing_trainer(cfg, fold_dir):
-        t = original(cfg, fold_dir)
-        t.callbacks.append(KillAt())
-        return t
-
     cfg = tiny_cfg(prepared, tmp_path)
-    monkeypatch.setattr(training, "_trainer", killing_trainer)
     with pytest.raises(_Kill):
-        train(cfg)
+        train(cfg, callbacks=[KillAt()])
     last = tmp_path / "demo" / "fold0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 4
-    monkeypatch.setattr(training, "_trainer", original)
     seen = []
 
     class Record(Callback):
         def on_train_start(self, trainer, *args):
             seen.append(trainer.global_step)
 
-    monkeypatch.setattr(training, "_trainer", lambda c, d: _with(original(c, d), Record()))
-    train(cfg)
+    train(cfg, callbacks=[Record()])
     assert seen == [4]  # resumed where the last checkpoint was, not from scratch
-
-
-def _with(trainer, callback):
-    trainer.callbacks.append(callback)
-    return trainer
 
 
 def test_tiny_fit_validation_score_rises(prepared, tmp_path):

@@ -303,12 +303,13 @@ def infer(cfg: Config) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
 
+    plotted = _plotted_series(manifest)
     candidates, traces = [], {}
     for entry in progress(manifest.series, desc=f"infer {cfg.infer.phase}", unit="series"):
         feats = manifest.features(entry.series_id)
         s = series_scores(cfg, bundles, weights, outside, feats, device)
         candidates.append(predict_candidates(manifest, entry.series_id, s, postprocess))
-        if manifest.events is not None:  # kept only to plot against the labels
+        if entry.series_id in plotted:
             traces[entry.series_id] = s
     record = submission_record(bundles, weights, outside, cfg, manifest, postprocess)
     return _write_outputs(cfg, out, candidates, traces, manifest, record)
@@ -507,16 +508,31 @@ def _postprocess(cfg: Config) -> PostprocessConfig:
     return load_tuned(cfg.exp_dir)
 
 
+def _labelled(manifest: Manifest) -> pl.DataFrame:
+    return manifest.read_events().filter(pl.col("step").is_not_null())
+
+
+def _plotted_series(manifest: Manifest) -> set[str]:
+    """The series of the nights nights.png shows: only their per-step scores are kept (all of
+    them would be about 1 GB at competition scale)."""
+    from sleepdetect.plots import night_picks
+
+    if manifest.events is None:
+        return set()
+    return set(night_picks(_labelled(manifest))["series_id"])
+
+
 def _score(manifest: Manifest, submission: Path, traces: dict[str, np.ndarray], out: Path) -> None:
     """Score the submission against the phase's labels (metrics.csv) and plot a few nights."""
     from sleepdetect.metric import event_detection_ap_table
     from sleepdetect.plots import plot_nights
     from sleepdetect.scoring import write_metrics
 
-    solution = manifest.read_events().filter(pl.col("step").is_not_null())
+    solution = _labelled(manifest)
     candidates = pl.read_csv(submission)
     table, score = event_detection_ap_table(solution, candidates)
     write_metrics(table, score, out / "metrics.csv")
     print(f"score against {manifest.root / manifest.events}: {score:.4f}")
-    per_step = pl.concat(score_frame(sid, s) for sid, s in traces.items())
-    plot_nights(per_step, solution, candidates, out / "nights.png")
+    if traces:
+        per_step = pl.concat(score_frame(sid, s) for sid, s in traces.items())
+        plot_nights(per_step, solution, candidates, out / "nights.png")

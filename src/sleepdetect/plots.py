@@ -144,6 +144,13 @@ def plot_training_curves(
     return _save(fig, path)
 
 
+def night_picks(solution: pl.DataFrame, n_nights: int = 4) -> pl.DataFrame:
+    """The onsets of the `n_nights` nights plot_nights shows, spread over the labelled ones:
+    03_infer keeps the scores of their series only, not of every series."""
+    onsets = solution.filter(pl.col("event") == "onset").sort("series_id", "step")
+    return onsets[:: max(1, len(onsets) // n_nights)][:n_nights] if len(onsets) else onsets
+
+
 def plot_nights(
     scores: pl.DataFrame,
     solution: pl.DataFrame,
@@ -156,8 +163,7 @@ def plot_nights(
     and the best candidates (dotted), to see how far off the peaks sit.
 
     `scores`: series_id, step, onset, wakeup per step; `solution`: series_id, event, step."""
-    onsets = solution.filter(pl.col("event") == "onset").sort("series_id", "step")
-    picks = onsets[:: max(1, len(onsets) // n_nights)][:n_nights] if len(onsets) else onsets
+    picks = night_picks(solution, n_nights)
     fig, axes = plt.subplots(
         max(len(picks), 1),
         1,

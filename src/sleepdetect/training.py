@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -533,9 +534,10 @@ def _init_weights(model: SleepModel, path: str, feature_names: list[str]) -> Non
         ) from e
 
 
-def train(cfg: Config, member: int = 0) -> Path:
+def train(cfg: Config, member: int = 0, callbacks: Sequence[L.Callback] = ()) -> Path:
     """Train model `member` (seed `cfg.seed + member`; the split keeps `cfg.seed`) of fold
-    `cfg.split.fold` (None: fold 0); returns its folder (the bundle and its reports)."""
+    `cfg.split.fold` (None: fold 0); returns its folder (the bundle and its reports).
+    `callbacks` run after the trainer's own (a timer, say: bench/scale.py's StepTimer)."""
     if cfg.split.fold is None:
         cfg = replace(cfg, split=replace(cfg.split, fold=0))
     manifest = load_prepared(cfg)
@@ -588,7 +590,7 @@ def train(cfg: Config, member: int = 0) -> Path:
         cfg.augment,
         cfg.seed + member,
     )
-    trainer = _trainer(cfg, fold_dir)
+    trainer = _trainer(cfg, fold_dir, callbacks)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     if trainer.global_rank == 0:
         best = (
@@ -598,7 +600,7 @@ def train(cfg: Config, member: int = 0) -> Path:
     return fold_dir
 
 
-def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
+def _trainer(cfg: Config, fold_dir: Path, extra: Sequence[L.Callback] = ()) -> L.Trainer:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = cfg.trainer
@@ -627,7 +629,7 @@ def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
         callbacks.append(
             EarlyStopping(monitor="val_score", mode="max", patience=t.early_stopping_patience)
         )
-    return L.Trainer(
+    trainer = L.Trainer(
         max_epochs=t.max_epochs,
         max_time={"minutes": t.max_minutes} if t.max_minutes else None,
         accelerator=t.accelerator,
@@ -646,6 +648,10 @@ def _trainer(cfg: Config, fold_dir: Path) -> L.Trainer:
         # every 10 steps, or every step of an epoch shorter than that
         log_every_n_steps=max(1, min(10, cfg.windows.per_epoch // t.batch_size)),
     )
+    # after the checkpoint callbacks, which Lightning moves last: a callback that stops the run
+    # at a step sees that step's checkpoint written
+    trainer.callbacks.extend(extra)
+    return trainer
 
 
 class _NoAdverts(logging.Filter):

@@ -38,6 +38,13 @@ class SmpUNet2D(nn.Module):
             classes=classes,
         )
         self.stride = int(getattr(self.unet.encoder, "output_stride", 2**encoder_depth))
+        # smp keeps the encoder stages past encoder_depth, which forward never reaches: frozen,
+        # they expect no gradient, and DDP (which refuses parameters without one) can train.
+        stages = getattr(self.unet.encoder, "get_stages", dict)()
+        for stage_stride, modules in stages.items():
+            if stage_stride > 2**encoder_depth:
+                for module in modules:
+                    module.requires_grad_(False)
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]  # x: (batch, chans, height, width)
