@@ -19,18 +19,18 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
+from infer import HIDDEN_TEST_STEPS, KAGGLE_LIMIT_H
 from scale import CACHE, REPO, StepTimer, synthetic_data
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import prepare
 from sleepdetect.inference import load_bundle, predict_series
 from sleepdetect.training import train
 
-HIDDEN_TEST_STEPS = 200 * 460_000  # about 200 series of about 460k steps
-KAGGLE_LIMIT_H = 9.0
 FOLDS = 5
 
 # (row name, params file, overrides, precision)
@@ -90,18 +90,11 @@ def config(params: str, out, s: dict, tiny: bool, *overrides: str):
 def train_row(name: str, params: str, extra: list[str], precision: str, s: dict, tiny: bool):
     out = CACHE / ("gpu-tiny" if tiny else "gpu") / name.replace(" ", "-")
     shutil.rmtree(out, ignore_errors=True)
-    probe = config(params, out, s, tiny, *extra)
-    per_epoch = probe.trainer.batch_size * s["steps"]
     cfg = config(
-        params,
-        out,
-        s,
-        tiny,
-        *extra,
-        f"trainer.precision={precision}",
-        "trainer.devices=1",
-        f"windows.per_epoch={per_epoch}",
+        params, out, s, tiny, *extra, f"trainer.precision={precision}", "trainer.devices=1"
     )
+    per_epoch = cfg.trainer.batch_size * s["steps"]
+    cfg = replace(cfg, windows=replace(cfg.windows, per_epoch=per_epoch))
     prepare(cfg)
     timer = StepTimer()
     fold = train(cfg, callbacks=[timer])

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+import torch
 from lightning.pytorch import Callback
 
 from sleepdetect.data.synthetic import FULL_SCALE, write_synthetic
@@ -284,15 +285,11 @@ class StepTimer(Callback):
 
     def _now(self, pl_module) -> float:
         if pl_module.device.type == "cuda":
-            import torch
-
             torch.cuda.synchronize(pl_module.device)
         return time.perf_counter()
 
     def on_train_start(self, trainer, pl_module) -> None:
         if pl_module.device.type == "cuda":
-            import torch
-
             torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -325,8 +322,6 @@ class StepTimer(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if pl_module.device.type == "cuda":
-            import torch
-
             self.peak_gpu_gb = torch.cuda.max_memory_allocated(pl_module.device) / GB
 
     def figures(self, skip: int = 2) -> dict:
