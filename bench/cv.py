@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from sleepdetect.config import TuneConfig, load_config  # noqa: E402
+from sleepdetect.cv.oof import read_oof  # noqa: E402
+from sleepdetect.cv.tune import run_tune  # noqa: E402
 from sleepdetect.data.prepare import Manifest  # noqa: E402
-from sleepdetect.oof import read_oof  # noqa: E402
-from sleepdetect.tune import run_tune  # noqa: E402
 
 # the peak-finding options crossed with the day options: 288 settings, 312 with tune.grid's mass
 PEAKS = {

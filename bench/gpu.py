@@ -28,8 +28,9 @@ from infer import HIDDEN_TEST_STEPS, KAGGLE_LIMIT_H
 from scale import CACHE, REPO, StepTimer, synthetic_data
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import prepare
-from sleepdetect.inference import load_bundle, predict_series
-from sleepdetect.training import train
+from sleepdetect.inference.bundles import load_bundle
+from sleepdetect.inference.predict import predict_series
+from sleepdetect.training.fold import train
 
 FOLDS = 5
 

@@ -20,7 +20,7 @@ import torch
 
 from scale import make_ready, measure_infer, memory_line
 from sleepdetect.config import load_config
-from sleepdetect.inference import predict_series
+from sleepdetect.inference.predict import predict_series
 from sleepdetect.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 Builds ~350k detections from the labels of all 277 training series (jittered copies of every
 true event at several scales, plus random false positives; fixed seed), times
-`sleepdetect.metric.event_detection_ap` against `tests/metric_oracle.py`, checks they agree,
+`sleepdetect.events.metric.event_detection_ap` against `tests/metric_oracle.py`, checks they agree,
 and prints a table; then the batched entry (`PreparedSolution`, the labels prepared once) against
 the plain call on many candidate sets, as tune scores them; then one JSON line with the figures.
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the oracle lives beside the tests tha
 sys.path.insert(0, str(REPO / "src"))
 
 from metric_oracle import oracle_score  # noqa: E402
-from sleepdetect.metric import PreparedSolution, event_detection_ap  # noqa: E402
+from sleepdetect.events.metric import PreparedSolution, event_detection_ap  # noqa: E402
 
 SEED = 0
 # (jitter scale in steps, copies per true event, score scale): near copies score higher.

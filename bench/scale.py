@@ -171,7 +171,7 @@ import json, sys
 sys.path.insert(0, "bench")
 from scale import StepTimer
 from sleepdetect.config import load_config
-from sleepdetect.training import train
+from sleepdetect.training.fold import train
 timer = StepTimer()
 train(load_config(sys.argv[1], sys.argv[2:]), callbacks=[timer])
 print(json.dumps(timer.figures()))
@@ -181,7 +181,7 @@ _INFER = """
 import json, sys
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import Manifest
-from sleepdetect.inference import infer
+from sleepdetect.stages.infer import infer
 cfg = load_config(sys.argv[1], sys.argv[2:])
 infer(cfg)
 m = Manifest.load(cfg.exp_dir / "prepared" / cfg.infer.phase)

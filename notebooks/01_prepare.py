@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -29,15 +29,11 @@ params_file = "params/demo.yaml"
 overrides = []
 
 # %%
-import polars as pl
 from IPython.display import Image
 
 from sleepdetect.config import load_config
-from sleepdetect.data.io import read_series
-from sleepdetect.data.prepare import prepare
-from sleepdetect.paths import enter_project_root
-from sleepdetect.plots import plot_series
-from sleepdetect.report import not_worn_of
+from sleepdetect.core.paths import enter_project_root
+from sleepdetect.stages.prepare import prepare, series_picture
 
 enter_project_root()
 cfg = load_config(params_file, overrides)
@@ -56,9 +52,4 @@ print(f"{len(manifest.series)} series, features: {', '.join(manifest.feature_nam
 # `<series_id>.png` beside the arrays.
 
 # %%
-first = manifest.series[0].series_id
-series = read_series(manifest.source, [first])
-events = pl.read_csv(manifest.root / manifest.events) if manifest.events else None
-not_worn = not_worn_of(series, manifest.feature(first, "day_repeat"))
-png = plot_series(series, events, manifest.root / f"{first}.png", first, not_worn=not_worn)
-Image(filename=png)
+Image(filename=series_picture(manifest))

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -31,22 +31,20 @@ params_file = "params/demo.yaml"
 overrides = []
 
 # %%
-import polars as pl
 from IPython.display import Image
 
 from sleepdetect.config import load_config
-from sleepdetect.paths import enter_project_root
-from sleepdetect.training import train_folds
-from sleepdetect.tune import tune
+from sleepdetect.core.paths import enter_project_root
+from sleepdetect.cv.tune import tune
+from sleepdetect.stages.train import fold_picture, oof_metrics, train_folds
 
 enter_project_root()
 cfg = load_config(params_file, overrides)
 cfg.model
 
 # %%
-oof = train_folds(cfg)
-fold_dir = sorted(cfg.exp_dir.glob("fold*"))[0]
-pl.read_csv(cfg.exp_dir / "oof_metrics.csv")
+train_folds(cfg)
+oof_metrics(cfg)
 
 # %% [markdown]
 # ## How training went
@@ -55,14 +53,14 @@ pl.read_csv(cfg.exp_dir / "oof_metrics.csv")
 # fold (`plots.plot_training_curves`, saved as `fold<k>/curves.png`).
 
 # %%
-Image(filename=fold_dir / "curves.png")
+Image(filename=fold_picture(cfg, "curves.png"))
 
 # %% [markdown]
 # Predicted onset and wakeup scores around a few validation nights, with the true events
 # (solid) and the top candidates (dotted) (`plots.plot_nights`, saved as `fold<k>/nights.png`).
 
 # %%
-Image(filename=fold_dir / "nights.png")
+Image(filename=fold_picture(cfg, "nights.png"))
 
 # %% [markdown]
 # Post-processing chosen on out-of-fold predictions with nested folds (`tune.enabled`).

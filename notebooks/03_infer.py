@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -35,17 +35,8 @@ import polars as pl
 from IPython.display import Image, display
 
 from sleepdetect.config import load_config
-from sleepdetect.inference import infer
-from sleepdetect.paths import enter_project_root
-from sleepdetect.plots import plot_event_scores
-from sleepdetect.report import (
-    PAIR_RULE,
-    format_report,
-    locate,
-    pick_series,
-    series_scores,
-    write_report,
-)
+from sleepdetect.core.paths import enter_project_root
+from sleepdetect.stages.infer import infer, score_picture, series_report
 
 enter_project_root()
 cfg = load_config(params_file, overrides)
@@ -53,8 +44,7 @@ cfg.infer
 
 # %%
 submission = infer(cfg)
-candidates = pl.read_csv(submission)
-candidates.sort("score", descending=True).head(10)
+pl.read_csv(submission).sort("score", descending=True).head(10)
 
 # %% [markdown]
 # ## One series, as the model sees it
@@ -65,35 +55,16 @@ candidates.sort("score", descending=True).head(10)
 
 # %%
 if pictures:  # off in the Kaggle kernel
-    manifest, _ = locate(cfg, submission)
-    sid = pick_series(manifest, series_id)
-    first_timestamp = {s.series_id: s.first_timestamp for s in manifest.series}[sid]
-    labels = manifest.read_events() if manifest.events else None
-    png = plot_event_scores(
-        series_scores(cfg, manifest, sid),
-        candidates,
-        submission.parent / f"scores-{sid}.png",
-        events=labels,
-        first_timestamp=first_timestamp,
-        title=f"{sid}: predicted scores, candidates and labels",
-    )
-    display(Image(filename=png))
+    display(Image(filename=score_picture(cfg, submission, series_id)))
 
 # %% [markdown]
 # ## Sleep report
 #
-# One onset and one wakeup per noon-to-noon night from the candidates (the rule below), with
-# the sleep period's duration and the not-worn minutes of that day: `report.csv` beside the
+# One onset and one wakeup per noon-to-noon night from the candidates (the rule printed below),
+# with the sleep period's duration and the not-worn minutes of that day: `report.csv` beside the
 # submission for every series (`python -m sleepdetect report PARAMS` does the same from a
-# shell), the table and the double-plotted actogram of `series_id` here.
+# shell), the nights and the double-plotted actogram of `series_id` here.
 
 # %%
 if pictures:  # off in the Kaggle kernel
-    report = write_report(manifest, submission, submission.parent, actograms=[sid])
-    print(PAIR_RULE)
-    print(format_report(report.table.filter(pl.col("series_id") == sid)))
-    print(f"report: {report.csv}")
-
-# %%
-if pictures:  # off in the Kaggle kernel
-    display(Image(filename=report.actograms[sid]))
+    display(Image(filename=series_report(cfg, submission, series_id)))

@@ -1,5 +1,5 @@
 """The metric written as plain loops, straight from docs/DESIGN.md: the oracle that the fast,
-vectorised `sleepdetect.metric` must equal. Shared by tests/test_metric.py and bench/metric.py.
+vectorised `events/metric.py` must equal. Shared by tests/test_metric.py and bench/metric.py.
 
 Nothing clever on purpose: every rule of the definition is one visible line. It is the official
 algorithm (scan the series' ground truths for each detection), minus pandas.

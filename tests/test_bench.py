@@ -11,7 +11,7 @@ import pytest
 
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import prepare
-from sleepdetect.training import train
+from sleepdetect.training.fold import train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))

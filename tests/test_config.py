@@ -15,7 +15,7 @@ from sleepdetect.config import (
     to_dict,
     valid_keys,
 )
-from sleepdetect.paths import resolve_path
+from sleepdetect.core.paths import resolve_path
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from sleepdetect.config import PostprocessConfig, load_config
+from sleepdetect.core.errors import InputError
+from sleepdetect.cv.oof import oof_candidates, read_oof, solution_of
+from sleepdetect.cv.tune import load_tuned, run_tune, tune
 from sleepdetect.data.prepare import Manifest, prepare
 from sleepdetect.data.windows import SeriesLabels, WindowSampler, night_cuts, split_segments
-from sleepdetect.errors import InputError
-from sleepdetect.metric import event_detection_ap_table
-from sleepdetect.oof import oof_candidates, read_oof, solution_of
-from sleepdetect.tune import load_tuned, run_tune, tune
+from sleepdetect.events.metric import event_detection_ap_table
 
 TINY = [
     "model.name=DayGRU",
@@ -42,7 +42,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two synthetic series of about 8 days, every fold of a 3-fold nights split trained."""
-    from sleepdetect.training import train_folds
+    from sleepdetect.stages.train import train_folds
 
     out = tmp_path_factory.mktemp("cv")
     cfg = load_config(
@@ -128,7 +128,7 @@ def test_nights_split_needs_enough_nights(trained):
 
 
 def test_folds_trained_with_the_same_config_are_kept(trained, capsys):
-    from sleepdetect.training import train_folds
+    from sleepdetect.stages.train import train_folds
 
     before = {f: (trained.exp_dir / f"fold{f}" / "model.pt").stat().st_mtime_ns for f in range(3)}
     train_folds(trained)
@@ -200,7 +200,7 @@ def test_nested_score_equals_the_one_computed_by_hand(trained):
 
 
 def test_tune_writes_the_setting_and_infer_uses_it(trained, tmp_path, capsys):
-    from sleepdetect.inference import infer
+    from sleepdetect.stages.infer import infer
 
     cfg = load_config(
         None, [f"output.dir={trained.output.dir}", f"data.dir={trained.data.dir}", *TINY]
@@ -258,7 +258,7 @@ def test_tuned_settings_of_other_models_are_refused(trained, tmp_path):
 
 
 def test_a_retrained_init_bundle_makes_its_folds_stale(trained, tmp_path):
-    from sleepdetect.training import _trained_with, fold_inputs
+    from sleepdetect.training.fold import fold_inputs, trained_with
 
     source = tmp_path / "pretrained"
     shutil.copytree(trained.exp_dir / "fold0", source)
@@ -282,18 +282,18 @@ def test_a_retrained_init_bundle_makes_its_folds_stale(trained, tmp_path):
         ],
     )
     shutil.copytree(trained.exp_dir / "prepared", cfg.exp_dir / "prepared")
-    from sleepdetect.training import train
+    from sleepdetect.training.fold import train
 
     fold = train(fold_cfg)
     manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
-    assert _trained_with(fold, fold_cfg, fold_inputs(fold_cfg, manifest))
+    assert trained_with(fold, fold_cfg, fold_inputs(fold_cfg, manifest))
     with open(source / "model.pt", "ab") as f:  # the pretrained bundle changes
         f.write(b"\0")
-    assert not _trained_with(fold, fold_cfg, fold_inputs(fold_cfg, manifest))
+    assert not trained_with(fold, fold_cfg, fold_inputs(fold_cfg, manifest))
 
 
 def test_init_from_starts_from_the_named_weights(trained, tmp_path):
-    from sleepdetect.training import train
+    from sleepdetect.training.fold import train
 
     source = trained.exp_dir / "fold0"
     cfg = load_config(
@@ -324,7 +324,7 @@ def test_init_from_starts_from_the_named_weights(trained, tmp_path):
     ],
 )
 def test_init_from_a_bundle_that_does_not_fit_fails_clearly(trained, tmp_path, override, message):
-    from sleepdetect.training import train
+    from sleepdetect.training.fold import train
 
     cfg = load_config(
         None,
@@ -345,8 +345,8 @@ def test_init_from_a_bundle_that_does_not_fit_fails_clearly(trained, tmp_path, o
 
 def test_second_stage_nested_score_uses_other_folds_only(trained):
     pytest.importorskip("lightgbm")
-    from sleepdetect.oof import score_traces
-    from sleepdetect.stage2 import rescore_out_of_fold
+    from sleepdetect.cv.oof import score_traces
+    from sleepdetect.cv.stage2 import rescore_out_of_fold
 
     m = Manifest.load(trained.exp_dir / "prepared" / "train")
     oof = read_oof(trained.exp_dir)
@@ -372,8 +372,10 @@ def test_second_stage_nested_score_uses_other_folds_only(trained):
 
 def test_outside_bundles_join_the_oof_scores_and_the_submission(trained, tmp_path):
     from sleepdetect.config import ConfigError
-    from sleepdetect.inference import infer, load_bundle, predict_series
-    from sleepdetect.oof import gather_oof
+    from sleepdetect.cv.oof import gather_oof
+    from sleepdetect.inference.bundles import load_bundle
+    from sleepdetect.inference.predict import predict_series
+    from sleepdetect.stages.infer import infer
 
     outside = tmp_path / "outside"  # as if trained on other data (the synthetic pretraining)
     shutil.copytree(trained.exp_dir / "fold0", outside)
@@ -415,15 +417,15 @@ def test_outside_bundles_join_the_oof_scores_and_the_submission(trained, tmp_pat
 def test_infer_keeps_the_scores_of_the_plotted_nights_series_only(trained, tmp_path, monkeypatch):
     """At competition scale every series' per-step scores would be about 1 GB: 03_infer keeps
     those of the series whose nights nights.png shows, and no others."""
-    import sleepdetect.inference as inference
+    import sleepdetect.stages.infer as stage
     from sleepdetect import plots
-    from sleepdetect.inference import infer
+    from sleepdetect.stages.infer import infer
 
-    real_picks, real_frame = plots.night_picks, inference.score_frame
-    monkeypatch.setattr(plots, "night_picks", lambda solution, n_nights=4: real_picks(solution, 1))
+    real_picks, real_frame = plots.night_picks, stage.score_frame
+    monkeypatch.setattr(stage, "night_picks", lambda solution, n_nights=4: real_picks(solution, 1))
     kept = []
     monkeypatch.setattr(
-        inference, "score_frame", lambda sid, s, *a: kept.append(sid) or real_frame(sid, s, *a)
+        stage, "score_frame", lambda sid, s, *a: kept.append(sid) or real_frame(sid, s, *a)
     )
     shutil.copytree(trained.exp_dir, tmp_path / trained.exp_name)
     cfg = load_config(
@@ -442,8 +444,8 @@ def test_infer_keeps_the_scores_of_the_plotted_nights_series_only(trained, tmp_p
 
 
 def test_seeds_add_models_to_each_fold_and_average_their_oof(trained, tmp_path, capsys):
-    from sleepdetect.inference import find_bundles
-    from sleepdetect.training import train_folds
+    from sleepdetect.inference.bundles import find_bundles
+    from sleepdetect.stages.train import train_folds
 
     shutil.copytree(trained.exp_dir, tmp_path / trained.exp_name)
     base = [f"output.dir={tmp_path}", f"data.dir={trained.data.dir}", *TINY]

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sleepdetect import files, locks
-from sleepdetect.errors import InputError
-from sleepdetect.files import (
+from sleepdetect.core import files, locks
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import (
     DiskFullError,
     atomic_path,
     is_disk_full,
@@ -23,13 +23,13 @@ from sleepdetect.files import (
     write_json,
     write_text,
 )
-from sleepdetect.locks import LOCK_NAME, experiment_lock
+from sleepdetect.core.locks import LOCK_NAME, experiment_lock
 
 REPO = Path(__file__).resolve().parents[1]
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from sleepdetect.locks import experiment_lock
+    from sleepdetect.core.locks import experiment_lock
     with experiment_lock(sys.argv[1]):
         print("held", flush=True)
         time.sleep(60)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sleepdetect.constants import STEPS_PER_DAY
+from sleepdetect.core.constants import STEPS_PER_DAY
+from sleepdetect.core.registry import UnknownComponentError
 from sleepdetect.data.features import (
     FEATURES,
     FULL_FEATURES,
@@ -17,7 +18,6 @@ from sleepdetect.data.features import (
     check_feature_names,
     resolve_feature,
 )
-from sleepdetect.registry import UnknownComponentError
 
 
 def signals(n: int, seed: int = 0) -> SeriesSignals:

@@ -20,13 +20,14 @@ import polars as pl
 import pytest
 import torch
 
-from sleepdetect.candidates import predict_candidates
 from sleepdetect.config import load_config, save_config
-from sleepdetect.constants import EVENTS
+from sleepdetect.core.constants import EVENTS
+from sleepdetect.core.files import save_npy
 from sleepdetect.data.features import NORMALISATION, SeriesSignals, build_features
 from sleepdetect.data.prepare import Manifest, SeriesEntry
-from sleepdetect.files import save_npy
-from sleepdetect.inference import ensemble_scores, load_bundle
+from sleepdetect.events.candidates import predict_candidates
+from sleepdetect.inference.bundles import load_bundle
+from sleepdetect.inference.ensemble import ensemble_scores
 from sleepdetect.models import build_model
 
 GOLDEN = Path(__file__).parent / "golden" / "day_gru_bundle.npz"
@@ -180,7 +181,7 @@ def test_bundle_scores_and_candidates_match_the_golden_file(tmp_path):
 
 def test_golden_inputs_exercise_several_windows_and_padding():
     """The golden series must keep covering what it is there to cover."""
-    from sleepdetect.inference import window_starts
+    from sleepdetect.inference.predict import window_starts
 
     cfg = load_config(None, BUNDLE)
     long_starts = window_starts(SERIES[0][1], cfg.windows.length, cfg.windows.valid_stride)

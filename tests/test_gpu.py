@@ -12,8 +12,10 @@ import torch
 
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import Manifest, prepare
-from sleepdetect.inference import load_bundle, predict_series
-from sleepdetect.training import resolve_precision, train
+from sleepdetect.inference.bundles import load_bundle
+from sleepdetect.inference.predict import predict_series
+from sleepdetect.training.fold import train
+from sleepdetect.training.trainer import resolve_precision
 
 EXP001 = Path(__file__).resolve().parents[1] / "params" / "exp001.yaml"
 pytestmark = [

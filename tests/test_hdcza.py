@@ -14,9 +14,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from sleepdetect.baselines.hdcza import HDCZA, build_baseline, day_bounds, prepared_inputs
 from sleepdetect.config import ConfigError, load_config
-from sleepdetect.constants import STEPS_PER_DAY
-from sleepdetect.hdcza import HDCZA, build_baseline, day_bounds, prepared_inputs
+from sleepdetect.core.constants import STEPS_PER_DAY
 
 PARAMS = Path(__file__).resolve().parents[1] / "params" / "hdcza.yaml"
 NOON = 12 * 3600
@@ -134,7 +134,7 @@ def test_prepared_inputs_are_the_raw_degrees_and_local_clock(synthetic_dir, tmp_
 
 
 def test_infer_with_the_baseline_writes_a_scored_submission(synthetic_dir, tmp_path) -> None:
-    from sleepdetect.inference import infer
+    from sleepdetect.stages.infer import infer
 
     cfg = load_config(PARAMS, [f"data.dir={synthetic_dir}", f"output.dir={tmp_path}"])
     submission = infer(cfg)
@@ -184,7 +184,7 @@ def test_bad_params_fail_before_any_stage_naming_the_key(tmp_path, override, nam
 
 
 def test_a_baseline_with_bundles_is_refused(tmp_path) -> None:
-    from sleepdetect.inference import infer
+    from sleepdetect.stages.infer import infer
 
     cfg = load_config(PARAMS, ["infer.bundles=[outputs/demo/fold0]", f"output.dir={tmp_path}"])
     with pytest.raises(ConfigError, match=r"infer\.bundles is set"):

@@ -12,14 +12,11 @@ import torch
 from torch import nn
 
 from sleepdetect.config import load_config, save_config
-from sleepdetect.inference import (
-    ensemble_scores,
-    infer,
-    load_bundle,
-    predict_series,
-    window_starts,
-)
+from sleepdetect.inference.bundles import load_bundle
+from sleepdetect.inference.ensemble import ensemble_scores
+from sleepdetect.inference.predict import predict_series, window_starts
 from sleepdetect.models import build_model
+from sleepdetect.stages.infer import infer
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURES = ["anglez", "enmo", "hour_sin", "hour_cos"]
@@ -145,7 +142,9 @@ def test_inference_imports_no_lightning():
     import sys
 
     code = (
-        "import sys, sleepdetect.inference, sleepdetect.postprocess, sleepdetect.metric;"
+        "import sys, sleepdetect.stages.infer, sleepdetect.inference.bundles,"
+        " sleepdetect.inference.ensemble, sleepdetect.events.postprocess,"
+        " sleepdetect.events.metric;"
         "bad = [m for m in ('lightning', 'papermill', 'kaggle') if m in sys.modules];"
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
@@ -239,7 +238,7 @@ def overwrite_config(bundle, *overrides):
     ],
 )
 def test_corrupt_or_mismatched_bundles_name_the_file_and_the_fix(tmp_path, spoil, message):
-    from sleepdetect.errors import InputError
+    from sleepdetect.core.errors import InputError
 
     bundle = make_bundle(tmp_path / "fold0", 0)
     spoil(bundle)
@@ -251,7 +250,7 @@ def test_corrupt_or_mismatched_bundles_name_the_file_and_the_fix(tmp_path, spoil
 
 
 def test_diverged_weights_are_refused(tmp_path):
-    from sleepdetect.errors import InputError
+    from sleepdetect.core.errors import InputError
 
     bundle = make_bundle(tmp_path / "fold0", 0)
     state = torch.load(bundle / "model.pt", weights_only=True)
@@ -262,7 +261,7 @@ def test_diverged_weights_are_refused(tmp_path):
 
 
 def test_package_refuses_a_corrupt_bundle_before_building(tmp_path, monkeypatch):
-    from sleepdetect.errors import InputError
+    from sleepdetect.core.errors import InputError
     from sleepdetect.kaggle import package
 
     monkeypatch.chdir(REPO)
@@ -314,7 +313,7 @@ def test_a_bundle_named_one_or_two_folders_too_high_is_found_with_a_note(tmp_pat
 
 
 def test_the_code_datasets_params_are_found_a_folder_deeper(kaggle_input, capsys):
-    from sleepdetect.paths import resolve_path
+    from sleepdetect.core.paths import resolve_path
 
     code = kaggle_input / "sleepdetect-code" / "sleepdetect-code"
     code.mkdir(parents=True)
@@ -327,7 +326,7 @@ def test_the_code_datasets_params_are_found_a_folder_deeper(kaggle_input, capsys
 def test_an_archive_where_the_bundle_folders_should_be_is_named(kaggle_input, tmp_path, archive):
     import tarfile
 
-    from sleepdetect.errors import InputError
+    from sleepdetect.core.errors import InputError
 
     make_bundle(tmp_path / "built" / "exp" / "fold0", 0)
     weights = kaggle_input / "sleepdetect-weights"
@@ -343,7 +342,7 @@ def test_an_archive_where_the_bundle_folders_should_be_is_named(kaggle_input, tm
 
 
 def test_a_folder_of_bundles_is_not_a_bundle(tmp_path):
-    from sleepdetect.errors import InputError
+    from sleepdetect.core.errors import InputError
 
     make_bundle(tmp_path / "exp" / "fold0", 0)
     make_bundle(tmp_path / "exp" / "fold1", 1)
@@ -354,7 +353,7 @@ def test_a_folder_of_bundles_is_not_a_bundle(tmp_path):
 
 
 def test_bundles_of_different_features_are_not_ensembled(tmp_path):
-    from sleepdetect.errors import InputError
+    from sleepdetect.core.errors import InputError
 
     a = make_bundle(tmp_path / "a", 0)
     b = tmp_path / "b"

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from sleepdetect.core.errors import InputError
 from sleepdetect.data.io import (
     SERIES_SCHEMA,
     DataRepairWarning,
@@ -17,7 +18,6 @@ from sleepdetect.data.io import (
     read_series,
     scan_series,
 )
-from sleepdetect.errors import InputError
 
 
 def make_series(

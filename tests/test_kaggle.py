@@ -19,7 +19,8 @@ import yaml
 
 from sleepdetect.cli import main
 from sleepdetect.config import Config, ConfigError, from_dict, load_config, save_config
-from sleepdetect.errors import InputError
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.paths import find_input, input_env_var, resolve_path
 from sleepdetect.kaggle import (
     _rebuild,
     check_dataset_metadata,
@@ -28,7 +29,6 @@ from sleepdetect.kaggle import (
     package,
 )
 from sleepdetect.models import build_model
-from sleepdetect.paths import find_input, input_env_var, resolve_path
 
 REPO = Path(__file__).resolve().parents[1]
 SLUGS = ("sleepdetect-code", "sleepdetect-weights")

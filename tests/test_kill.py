@@ -493,9 +493,9 @@ def test_training_resumed_from_any_checkpoint_reaches_the_same_weights(tmp_path,
     import torch
     from lightning.pytorch import Callback
 
-    from sleepdetect import training
     from sleepdetect.config import load_config
     from sleepdetect.data.prepare import prepare
+    from sleepdetect.training import fold as training
 
     class StopAfterCheckpoint(Callback):  # callbacks= come after the checkpoint callbacks
         def on_train_batch_end(self, trainer, *args):

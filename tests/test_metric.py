@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from metric_oracle import oracle_ap_table
 from sleepdetect import cli
-from sleepdetect.errors import InputError
-from sleepdetect.metric import (
+from sleepdetect.core.errors import InputError
+from sleepdetect.events.metric import (
     TOLERANCES,
     PreparedSolution,
     _sort_keys,
@@ -24,7 +24,7 @@ from sleepdetect.metric import (
     event_detection_ap_table,
     match_detections,
 )
-from sleepdetect.scoring import read_solution_csv, read_submission_csv, score_command
+from sleepdetect.events.scoring import read_solution_csv, read_submission_csv, score_command
 
 EVENTS = ["onset", "wakeup"]
 SERIES = ["s1", "s2", "s3"]

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from sleepdetect.config import ConfigError, ModelConfig, load_config
+from sleepdetect.core.registry import UnknownComponentError
 from sleepdetect.models import DECODERS, FEATURE_EXTRACTORS, MODELS, build_model
 from sleepdetect.models.base import upsample_frames
 from sleepdetect.models.center_net import CenterNetOutput
@@ -26,7 +27,6 @@ from sleepdetect.models.checks import (
     valid_combinations,
 )
 from sleepdetect.models.detr2d_cnn import DETROutput
-from sleepdetect.registry import UnknownComponentError
 
 IN_CHANNELS = 4
 COMBOS = valid_combinations()

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from sleepdetect.config import PostprocessConfig, load_config
-from sleepdetect.constants import TOLERANCES
-from sleepdetect.metric import event_detection_ap_table
-from sleepdetect.postprocess import (
+from sleepdetect.core.constants import TOLERANCES
+from sleepdetect.events.metric import event_detection_ap_table
+from sleepdetect.events.postprocess import (
     STEPS_PER_DAY,
     candidate_mass,
     day_start_of,

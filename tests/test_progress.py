@@ -6,7 +6,7 @@ import importlib.util
 
 import tqdm.std
 
-from sleepdetect import progress
+from sleepdetect.core import progress
 
 
 def test_plain_is_text_even_where_widgets_are_installed(monkeypatch):

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sleepdetect.errors import InputError
+from sleepdetect.core.errors import InputError
 from sleepdetect.report import night_report, read_candidates, timeline, write_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def prepared(tmp_path_factory):
 
 def _submission(manifest, path: Path, extra: list[tuple] = ()) -> Path:
     """The labels as candidates (score 1), plus `extra` rows, written as a submission."""
-    from sleepdetect.submission import write_submission
+    from sleepdetect.events.submission import write_submission
 
     labels = manifest.read_events().drop_nulls("step").select("series_id", "step", "event")
     rows = labels.with_columns(pl.lit(1.0).alias("score"))

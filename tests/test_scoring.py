@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from sleepdetect.core.errors import InputError
 from sleepdetect.data.io import read_events
-from sleepdetect.errors import InputError
-from sleepdetect.scoring import read_solution_csv, read_submission_csv
+from sleepdetect.events.scoring import read_solution_csv, read_submission_csv
 
 SOLUTION_HEADER = "series_id,night,event,step,timestamp\n"
 SUBMISSION_HEADER = "row_id,series_id,step,event,score\n"

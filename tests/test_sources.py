@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 
 from sleepdetect.config import load_config
-from sleepdetect.data.prepare import Manifest, load_prepared, prepare
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.fingerprints import content_fingerprint, source_change, source_record
+from sleepdetect.data.prepare import Manifest, open_prepared, prepare
 from sleepdetect.data.synthetic import write_synthetic
-from sleepdetect.errors import InputError
-from sleepdetect.fingerprints import content_fingerprint, source_change, source_record
-from sleepdetect.inference import infer
+from sleepdetect.stages.infer import infer
 from test_inference import BUNDLE, make_bundle
 
 
@@ -82,14 +82,14 @@ def test_a_file_replaced_under_the_same_path_is_noticed(tmp_path, two_sources):
     shutil.copytree(a, data)
     cfg = config(tmp_path, data, "prepare.phase=train")
     prepare(cfg)
-    assert load_prepared(cfg).phase == "train"
+    assert open_prepared(cfg).phase == "train"
     shutil.copy(b / "train_series.parquet", data / "train_series.parquet")
     with pytest.raises(InputError, match="not prepared from data.dir=.*not the file the data"):
-        load_prepared(cfg)
+        open_prepared(cfg)
     shutil.copy(a / "train_series.parquet", data / "train_series.parquet")
     shutil.copy(b / "train_events.csv", data / "train_events.csv")  # the labels alone
     with pytest.raises(InputError, match="train_events.csv"):
-        load_prepared(cfg)
+        open_prepared(cfg)
 
 
 def test_prepared_features_must_be_the_configs(tmp_path, two_sources):
@@ -97,7 +97,7 @@ def test_prepared_features_must_be_the_configs(tmp_path, two_sources):
     prepare(cfg)
     other = config(tmp_path, two_sources[0], "prepare.phase=train", "prepare.features=[anglez]")
     with pytest.raises(InputError, match=r"it has features .* not \['anglez'\]; prepare again"):
-        load_prepared(other)
+        open_prepared(other)
 
 
 @pytest.fixture()
@@ -132,7 +132,7 @@ def test_truncated_or_older_manifest_is_named(prepared):
 
 
 def test_fold_inputs_change_with_the_data(tmp_path, two_sources):
-    from sleepdetect.training import fold_inputs
+    from sleepdetect.training.fold import fold_inputs
 
     a, b = two_sources
     cfg_a = config(tmp_path, a, "prepare.phase=train", "exp_name=x")

@@ -17,13 +17,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sleepdetect import stage2
 from sleepdetect.config import PostprocessConfig, load_config
+from sleepdetect.cv import stage2
+from sleepdetect.cv.oof import oof_candidates, score_traces, solution_of
 from sleepdetect.data.prepare import Manifest, SeriesEntry, prepare
 from sleepdetect.data.synthetic import write_synthetic
-from sleepdetect.metric import TOLERANCES, event_detection_ap_table
-from sleepdetect.oof import oof_candidates, score_traces, solution_of
-from sleepdetect.postprocess import STEPS_PER_DAY, STEPS_PER_HOUR, day_start_of
+from sleepdetect.events.metric import TOLERANCES, event_detection_ap_table
+from sleepdetect.events.postprocess import STEPS_PER_DAY, STEPS_PER_HOUR, day_start_of
 
 pytest.importorskip("lightgbm")
 

@@ -6,11 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sleepdetect.errors import InputError
-from sleepdetect.metric import event_detection_ap
-from sleepdetect.postprocess import detect_events
-from sleepdetect.scoring import read_submission_csv
-from sleepdetect.submission import COLUMNS, write_submission
+from sleepdetect.core.errors import InputError
+from sleepdetect.events.metric import event_detection_ap
+from sleepdetect.events.postprocess import detect_events
+from sleepdetect.events.scoring import read_submission_csv
+from sleepdetect.events.submission import COLUMNS, write_submission
 
 
 def candidates(**overrides) -> pl.DataFrame:

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sleepdetect.core.registry import UnknownComponentError
 from sleepdetect.data.targets import (
     TARGET_BUILDERS,
     WindowEvents,
     build_targets,
     n_frames,
 )
-from sleepdetect.registry import UnknownComponentError
 
 N_STEPS = 777  # not a multiple of the downsample rates below
 

@@ -13,7 +13,7 @@ import torch
 from sleepdetect.config import ConfigError, load_config
 from sleepdetect.data.prepare import Manifest, prepare
 from sleepdetect.data.windows import SeriesLabels, WindowDataset, WindowSampler, split_segments
-from sleepdetect.training import train
+from sleepdetect.training.fold import train
 
 TINY = [
     "model.name=DayGRU",
@@ -244,22 +244,22 @@ def test_ddp_on_cpu_with_two_processes(prepared, tmp_path):
 
 
 def test_partners_pair_every_window_with_another():
-    from sleepdetect.training import _partners
+    from sleepdetect.training.augment import partners
 
     for n in (2, 3, 8):
         for _ in range(5):
-            partner = _partners(n)
+            partner = partners(n)
             assert sorted(partner.tolist()) == list(range(n))  # a permutation
             assert (partner != torch.arange(n)).all()  # nobody mixes with itself
 
 
 def test_mixup_blends_inputs_and_labels_alike():
-    from sleepdetect.training import _mixup
+    from sleepdetect.training.augment import mixup
 
     np.random.seed(0)
     x = torch.stack([torch.zeros(2, 40), torch.ones(2, 40)])  # (batch, features, steps)
     labels = torch.stack([torch.zeros(10, 3), torch.ones(10, 3)])  # (batch, frames, 3)
-    mixed_x, mixed_y = _mixup(x, labels, torch.tensor([1, 0]), alpha=0.4)
+    mixed_x, mixed_y = mixup(x, labels, torch.tensor([1, 0]), alpha=0.4)
     # each sample is lam * itself + (1 - lam) * its partner, its labels with the same lam
     lam = 1 - mixed_x[0, 0, 0]
     assert 0 < lam < 1  # a blend, not a copy
@@ -269,13 +269,13 @@ def test_mixup_blends_inputs_and_labels_alike():
 
 
 def test_cutmix_pastes_inputs_and_labels_alike():
-    from sleepdetect.training import _cutmix
+    from sleepdetect.training.augment import cutmix
 
     np.random.seed(0)
     stride = 4
     x = torch.stack([torch.zeros(2, 40), torch.ones(2, 40)])  # (batch, features, steps)
     labels = torch.stack([torch.zeros(10, 3), torch.ones(10, 3)])  # (batch, frames, 3)
-    cut_x, cut_y = _cutmix(x, labels, torch.tensor([1, 0]), alpha=1.0, stride=stride)
+    cut_x, cut_y = cutmix(x, labels, torch.tensor([1, 0]), alpha=1.0, stride=stride)
     # a pasted stretch: the frames whose labels changed are exactly the steps whose inputs did
     changed_frames = (cut_y[:, :, 0] != labels[:, :, 0]).any(0)
     changed_steps = (cut_x[:, 0, :] != x[:, 0, :]).any(0)
@@ -285,16 +285,16 @@ def test_cutmix_pastes_inputs_and_labels_alike():
 
 
 def test_reverse_plays_windows_backwards_with_events_swapped():
-    from sleepdetect.training import _reverse
+    from sleepdetect.training.augment import reverse
 
     x = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 8)  # (batch, features, steps)
     labels = torch.rand(2, 4, 3)  # (batch, frames, [sleep, onset, wakeup])
-    out_x, out_y = _reverse(x, labels, prob=1.0)
+    out_x, out_y = reverse(x, labels, prob=1.0)
     torch.testing.assert_close(out_x, x.flip(-1))
     torch.testing.assert_close(out_y[..., 0], labels[..., 0].flip(1))
     torch.testing.assert_close(out_y[..., 1], labels[..., 2].flip(1))  # onsets were wakeups
     torch.testing.assert_close(out_y[..., 2], labels[..., 1].flip(1))
-    same_x, same_y = _reverse(x, labels, prob=0.0)
+    same_x, same_y = reverse(x, labels, prob=0.0)
     assert torch.equal(same_x, x) and torch.equal(same_y, labels)
 
 
@@ -310,7 +310,8 @@ def test_a_checkpoint_of_another_config_is_not_resumed(prepared, tmp_path, capsy
 
 def test_extra_series_join_training_at_their_share_and_never_validate(prepared, tmp_path):
     from sleepdetect.config import ConfigError
-    from sleepdetect.training import SleepDataModule, extra_manifests
+    from sleepdetect.training.data import SleepDataModule
+    from sleepdetect.training.fold import extra_manifests
 
     other = load_config(
         None,
@@ -397,9 +398,9 @@ def test_a_missing_logger_package_is_a_clear_error(prepared, tmp_path, monkeypat
 
 
 def test_the_logger_does_not_make_a_trained_fold_stale(prepared, tmp_path):
-    from sleepdetect.training import _fold_dict
+    from sleepdetect.training.fold import fold_dict
 
     a = tiny_cfg(prepared, tmp_path / "a")
     b = tiny_cfg(prepared, tmp_path / "b", "trainer.logger=tensorboard")
     b.output.dir = a.output.dir
-    assert _fold_dict(a) == _fold_dict(b)
+    assert fold_dict(a) == fold_dict(b)

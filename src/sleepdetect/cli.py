@@ -33,13 +33,13 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from sleepdetect.scoring import score_command
+    from sleepdetect.events.scoring import score_command
 
     return score_command(args.solution, args.submission)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from sleepdetect.models import models_command
+    from sleepdetect.models.catalogue import models_command
 
     return models_command(check=args.check)
 
@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from sleepdetect.config import load_config
-    from sleepdetect.tune import tune
+    from sleepdetect.cv.tune import tune
 
     tune(load_config(args.params, args.overrides))
     return 0
@@ -235,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from sleepdetect.config import ConfigError
-    from sleepdetect.errors import InputError
-    from sleepdetect.registry import UnknownComponentError
+    from sleepdetect.core.errors import InputError
+    from sleepdetect.core.registry import UnknownComponentError
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 import yaml
 
-from sleepdetect.data.features import REFERENCE_FEATURES
-from sleepdetect.files import write_text
-from sleepdetect.paths import resolve_path
+from sleepdetect.core.constants import REFERENCE_FEATURES
+from sleepdetect.core.files import write_text
+from sleepdetect.core.paths import resolve_path
 
 
 class ConfigError(ValueError):

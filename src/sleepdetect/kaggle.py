@@ -38,10 +38,13 @@ from sleepdetect.config import (
     save_config,
     to_dict,
 )
-from sleepdetect.errors import InputError
-from sleepdetect.files import is_disk_full, write_json
-from sleepdetect.locks import experiment_lock
-from sleepdetect.paths import INPUT_PREFIX, KAGGLE_INPUT_ENV, project_root
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import is_disk_full, write_json
+from sleepdetect.core.locks import experiment_lock
+from sleepdetect.core.paths import INPUT_PREFIX, KAGGLE_INPUT_ENV, project_root
+from sleepdetect.cv.tune import load_tuned
+from sleepdetect.inference.bundles import load_bundle
+from sleepdetect.pipeline import notebook_path
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # the kaggle CLI's own slug rule
 
@@ -188,8 +191,6 @@ def experiment_bundles(cfg: Config, root: Path, exps: list[str]) -> dict[str, li
 def check_bundle(folder: Path) -> None:
     """Refuse, before anything is built, a bundle the kernel could not load (a truncated
     model.pt, a config.yaml of another model...): load it as 03_infer will."""
-    from sleepdetect.inference import load_bundle
-
     load_bundle(folder)
 
 
@@ -275,6 +276,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from sleepdetect.inference.bundles import load_bundle
+from sleepdetect.pipeline import notebook_path
+from sleepdetect.cv.tune import load_tuned
 
 kaggle_input = Path(os.environ.get("{KAGGLE_INPUT_ENV}", "/kaggle/input"))
 wheels = sorted(
@@ -302,8 +306,6 @@ def build_kernel(
     parameters cell, as papermill does. `pictures = False`: the kernel's job ends with
     submission.csv, and a picture cell that fails there would fail the submission."""
     import nbformat
-
-    from sleepdetect.pipeline import notebook_path
 
     nb = nbformat.read(notebook_path(root, "03_infer"), as_version=4)
     cells = [nbformat.v4.new_markdown_cell(header), nbformat.v4.new_code_cell(install_cell(slugs))]
@@ -457,8 +459,6 @@ def _package(
     bundles |= outside
     tuned = None
     if base.infer.tuned:
-        from sleepdetect.tune import load_tuned
-
         tuned = load_tuned(root / base.exp_dir)
     params = kernel_params(
         base,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from traitlets.config import Config as KernelConfig
 
+from sleepdetect.baselines.hdcza import build_baseline, features_for
 from sleepdetect.config import (
     Config,
     ConfigError,
@@ -32,11 +33,13 @@ from sleepdetect.config import (
     save_config,
     to_dict,
 )
-from sleepdetect.errors import InputError
-from sleepdetect.files import is_disk_full, write_json, write_text
-from sleepdetect.locks import experiment_lock
-from sleepdetect.paths import project_root
-from sleepdetect.progress import PLAIN
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import is_disk_full, write_json, write_text
+from sleepdetect.core.fingerprints import content_fingerprint, file_hash
+from sleepdetect.core.locks import experiment_lock
+from sleepdetect.core.paths import project_root
+from sleepdetect.core.progress import PLAIN
+from sleepdetect.data.prepare import source_files
 
 # Stage name -> notebook, in pipeline order.
 STAGES = {"prepare": "01_prepare", "train": "02_train", "infer": "03_infer"}
@@ -71,9 +74,6 @@ def stage_inputs(cfg: Config, root: Path, stage: str) -> dict[str, str | None]:
     """The files a stage reads besides its config, by content (None: not there yet): the
     competition files of its phase, the `init_from` weights, `windows.extra`'s prepared series,
     the bundles it averages. A file replaced under the same path makes the stage run again."""
-    from sleepdetect.data.prepare import source_files
-    from sleepdetect.fingerprints import content_fingerprint, file_hash
-
     phase = cfg.infer.phase if stage == "infer" else cfg.prepare.phase
     files = {f"data {k}": p for k, p in source_files(root / cfg.data.dir, phase).items()}
     hashed = {}
@@ -195,8 +195,6 @@ def run_experiment(
 def _without_training(cfg: Config, todo: list[str]) -> list[str]:
     """The stages of a baseline experiment (`infer.baseline`): its params checked before any
     stage runs, and no train stage, since a baseline has nothing to train."""
-    from sleepdetect.hdcza import build_baseline, features_for
-
     baseline = build_baseline(cfg.infer.baseline, cfg.infer.baseline_params)
     features_for(cfg.infer.baseline, baseline, cfg.prepare.features)
     if "train" in todo:

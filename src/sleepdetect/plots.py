@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from sleepdetect.files import atomic_path  # noqa: E402
+from sleepdetect.core.files import atomic_path  # noqa: E402
 
 EVENT_COLORS = {"onset": "tab:green", "wakeup": "tab:red"}
 NOT_WORN_COLOR = "0.75"
@@ -47,7 +47,7 @@ def plot_series(
 
     `series_df` needs `step`, `timestamp`, `anglez`, `enmo` of a single series; `events_df` holds
     that series' `event` and `step` rows (rows with an empty step are skipped) or is None;
-    `not_worn` is a bool per step (in step order), e.g. `report.not_worn_of(series_df)`.
+    `not_worn` is a bool per step (in step order), e.g. `data.features.not_worn_of(series_df)`.
     """
     if series_df.is_empty():
         raise ValueError("plot_series: series_df has no rows; select one series with rows")

@@ -30,10 +30,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sleepdetect.constants import EVENTS, STEP_SECONDS, STEPS_PER_HOUR
-from sleepdetect.data.prepare import MANIFEST, Manifest
-from sleepdetect.errors import InputError
-from sleepdetect.files import atomic_path
+from sleepdetect.config import Config, load_config
+from sleepdetect.core.constants import EVENTS, STEP_SECONDS, STEPS_PER_HOUR
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import atomic_path
+from sleepdetect.core.fingerprints import source_change
+from sleepdetect.data.features import not_worn_of
+from sleepdetect.data.io import iter_series
+from sleepdetect.data.prepare import MANIFEST, Manifest, open_prepared
+from sleepdetect.experiment import Experiment
+from sleepdetect.plots import plot_actogram
 
 NIGHT_START_HOUR = 12  # nights run noon to noon, local clock time
 PAIR_RULE = (
@@ -82,22 +88,6 @@ def timeline(series_df: pl.DataFrame, not_worn: np.ndarray | None) -> pl.DataFra
         (local - pl.duration(hours=NIGHT_START_HOUR)).dt.date().alias("night"),
         pl.Series("not_worn", np.asarray(not_worn, dtype=bool)),
     )
-
-
-def not_worn_of(series_df: pl.DataFrame, prepared: np.ndarray | None = None) -> np.ndarray:
-    """Bool per step, True where the device was not worn: the prepared `day_repeat` feature
-    when the series was prepared with it, else the same feature computed from the signals."""
-    if prepared is not None:
-        return np.asarray(prepared) > 0.5
-    from sleepdetect.data.features import SeriesSignals, day_repeat
-
-    df = series_df.sort("step")
-    signals = SeriesSignals(
-        anglez=df["anglez"].to_numpy(),
-        enmo=df["enmo"].to_numpy(),
-        seconds_of_day=np.zeros(len(df), dtype=np.int32),  # day_repeat compares by lag only
-    )
-    return day_repeat(signals) > 0.5
 
 
 # ---------------------------------------------------------------- the nights
@@ -267,8 +257,6 @@ def check_inputs(submission: Path, candidates: pl.DataFrame, manifest: Manifest)
     """Refuse a submission that is not of `manifest`'s data: another source file (by its
     submission.json), series the manifest lacks, steps past a series' end, or a source file
     changed since it was prepared (its timestamps and enmo are read again)."""
-    from sleepdetect.fingerprints import source_change
-
     where = manifest.root / MANIFEST
     record_path = submission.with_name("submission.json")
     if record_path.is_file():
@@ -356,9 +344,6 @@ def write_report(
     """report.csv and actogram-<series_id>.png in `out_dir` for `submission`'s candidates on
     the prepared series of `manifest` (every series, or `series`); actograms for `actograms`
     (None: every reported series). Reads the source file once, series by series."""
-    from sleepdetect.data.io import iter_series
-    from sleepdetect.plots import plot_actogram
-
     submission, out_dir = Path(submission), Path(out_dir)
     candidates = read_candidates(submission)
     check_inputs(submission, candidates, manifest)
@@ -390,25 +375,12 @@ def write_report(
     return Report(table, csv, pngs)
 
 
-def locate(cfg, submission: str | os.PathLike[str] | None = None) -> tuple[Manifest, Path]:
+def locate(cfg: Config, submission: str | os.PathLike[str] | None = None) -> tuple[Manifest, Path]:
     """The prepared `infer.phase` of this experiment and the submission to report (default:
-    the one 03_infer wrote, `<exp_dir>/infer/<phase>/submission.csv`)."""
-    from sleepdetect.data.prepare import stale_reason
-
+    the one 03_infer wrote, `infer/<phase>/submission.csv`)."""
     phase = cfg.infer.phase
-    root = cfg.exp_dir / "prepared" / phase
-    if not (root / MANIFEST).is_file():
-        raise InputError(
-            f"{root / MANIFEST}: no prepared {phase} series; run infer first "
-            "(python -m sleepdetect run PARAMS --only prepare,infer)"
-        )
-    manifest = Manifest.load(root)
-    reason = stale_reason(manifest, Path(cfg.data.dir), phase, manifest.feature_names)
-    if reason:
-        raise InputError(
-            f"{root} is not the {phase} series of data.dir={cfg.data.dir}: {reason}; {_FIX_INPUTS}"
-        )
-    path = Path(submission) if submission else cfg.exp_dir / "infer" / phase / "submission.csv"
+    manifest = open_prepared(cfg, phase, features=[], fix=_FIX_INPUTS)
+    path = Path(submission) if submission else Experiment.of(cfg).submission(phase)
     return manifest, path
 
 
@@ -420,8 +392,6 @@ def report_command(
     series: list[str] | None = None,
 ) -> int:
     """The `report` command: write and print the report of an experiment's submission."""
-    from sleepdetect.config import load_config
-
     manifest, path = locate(load_config(params, overrides), submission)
     result = write_report(manifest, path, Path(out) if out else path.parent, series=series)
     print(f"pairs: {PAIR_RULE}")
@@ -432,28 +402,3 @@ def report_command(
     for png in result.actograms.values():
         print(f"actogram: {png}")
     return 0
-
-
-# ---------------------------------------------------------------- 03_infer's picture
-
-
-def series_scores(cfg, manifest: Manifest, series_id: str) -> pl.DataFrame:
-    """Per-step scores (series_id, step, onset, wakeup) 03_infer's ensemble gives one series,
-    computed again: infer keeps none once the candidates are written. Same bundles, weights
-    and outside blend as `inference.infer`."""
-    from sleepdetect.candidates import score_frame
-    from sleepdetect.inference import (
-        baseline_scores,
-        ensemble_bundles,
-        outside_bundles,
-        pick_device,
-        series_scores,
-    )
-
-    if cfg.infer.baseline is not None:  # a heuristic, no bundles: its candidates' scores
-        return score_frame(series_id, baseline_scores(cfg, manifest, series_id))
-    device = pick_device()
-    bundles, weights = ensemble_bundles(cfg, device)
-    outside = outside_bundles(cfg, device)
-    s = series_scores(cfg, bundles, weights, outside, manifest.features(series_id), device)
-    return score_frame(series_id, s)

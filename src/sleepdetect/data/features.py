@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 from scipy.ndimage import maximum_filter1d
 
-from sleepdetect.constants import STEPS_PER_DAY
-from sleepdetect.registry import Registry, UnknownComponentError
+from sleepdetect.core.constants import REFERENCE_FEATURES, STEPS_PER_DAY
+from sleepdetect.core.registry import Registry, UnknownComponentError
 
 FEATURES = Registry("feature")
 
@@ -31,7 +32,6 @@ NORMALISATION = {
     "anglez_diff_std": 12.6,
 }
 
-REFERENCE_FEATURES = ["anglez", "enmo", "hour_sin", "hour_cos"]
 FULL_FEATURES = [
     *REFERENCE_FEATURES,
     "anglez_diff",
@@ -109,6 +109,20 @@ def day_repeat(s: SeriesSignals, max_days: int = 3, min_run: int = 720) -> np.nd
             break
         flag[lag:] |= (s.anglez[lag:] == s.anglez[:-lag]) & (s.enmo[lag:] == s.enmo[:-lag])
     return _drop_short_runs(flag, min_run).astype(np.float32)
+
+
+def not_worn_of(series_df: pl.DataFrame, prepared: np.ndarray | None = None) -> np.ndarray:
+    """Bool per step, True where the device was not worn: the prepared `day_repeat` feature
+    when the series was prepared with it, else the same feature computed from the signals."""
+    if prepared is not None:
+        return np.asarray(prepared) > 0.5
+    df = series_df.sort("step")
+    signals = SeriesSignals(
+        anglez=df["anglez"].to_numpy(),
+        enmo=df["enmo"].to_numpy(),
+        seconds_of_day=np.zeros(len(df), dtype=np.int32),  # day_repeat compares by lag only
+    )
+    return day_repeat(signals) > 0.5
 
 
 def _drop_short_runs(flag: np.ndarray, min_run: int) -> np.ndarray:

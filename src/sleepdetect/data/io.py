@@ -35,8 +35,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sleepdetect.constants import EVENTS, STEP_SECONDS
-from sleepdetect.errors import InputError
+from sleepdetect.core.constants import EVENTS, STEP_SECONDS
+from sleepdetect.core.errors import InputError
 
 # The official schema, dtypes included.
 SERIES_SCHEMA: dict[str, pl.DataType] = {
@@ -325,7 +325,7 @@ def _check_timestamps(df: pl.DataFrame, where: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- CSV checks
-# Shared by `read_events` and the `score` command's readers (sleepdetect.scoring), so that each
+# Shared by `read_events` and the `score` command's readers (events/scoring.py), so that each
 # check and its message is written once. Line numbers count the header as line 1.
 
 

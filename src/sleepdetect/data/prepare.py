@@ -2,7 +2,7 @@
 
 Requires: `data.dir` with `<phase>_series.parquet` (and `train_events.csv` for the train
 phase); an empty or missing `data.dir` is filled with synthetic data first.
-Outputs, under `<output.dir>/<exp_name>/prepared/<phase>/`:
+Outputs, in `prepared/<phase>/` of the experiment folder (experiment.py):
   features/<series_id>.npy   (steps, features) float32, row i = step i, memory-mappable
   events.csv                 validated events (train phase)
   manifest.json              series ids, lengths, first timestamps, feature names, constants,
@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
 from sleepdetect.config import Config, save_config, to_dict
-from sleepdetect.constants import STEP_SECONDS
+from sleepdetect.core.constants import STEP_SECONDS
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import atomic_path, save_npy, write_json
+from sleepdetect.core.fingerprints import source_change, source_record
+from sleepdetect.core.progress import progress
 from sleepdetect.data.features import (
     NORMALISATION,
     SeriesSignals,
@@ -30,10 +35,8 @@ from sleepdetect.data.features import (
     check_feature_names,
 )
 from sleepdetect.data.io import count_rows, iter_series, read_events
-from sleepdetect.errors import InputError
-from sleepdetect.files import atomic_path, save_npy, write_json
-from sleepdetect.fingerprints import source_change, source_record
-from sleepdetect.progress import progress
+from sleepdetect.data.synthetic import write_synthetic
+from sleepdetect.experiment import Experiment
 
 MANIFEST = "manifest.json"
 
@@ -125,8 +128,6 @@ def ensure_data(cfg: Config) -> Path:
     """`data.dir`, filled with synthetic competition files when it is empty or missing."""
     data_dir = Path(cfg.data.dir)
     if not data_dir.exists() or not any(data_dir.iterdir()):
-        from sleepdetect.data.synthetic import write_synthetic
-
         syn = cfg.data.synthetic
         print(f"{data_dir} is empty: writing {syn.series} synthetic series (seed {syn.seed})")
         write_synthetic(data_dir, n_series=syn.series, days=syn.days, seed=syn.seed)
@@ -154,18 +155,43 @@ def stale_reason(manifest: Manifest, data_dir: Path, phase: str, features: list[
     return None
 
 
-def load_prepared(cfg: Config, phase: str = "train") -> Manifest:
-    """The prepared `phase` of this experiment, checked against `data.dir` and
-    `prepare.features`; an InputError naming both sources and the fix when it is stale."""
-    manifest = Manifest.load(cfg.exp_dir / "prepared" / phase)
-    reason = stale_reason(manifest, Path(cfg.data.dir), phase, cfg.prepare.features)
-    if reason:
-        raise InputError(
-            f"{manifest.root} was not prepared from data.dir={cfg.data.dir} with these "
-            f"features: {reason}; prepare again (python -m sleepdetect prepare PARAMS, or "
-            "python -m sleepdetect run PARAMS, which does it)"
-        )
-    return manifest
+_PREPARE_AGAIN = (
+    "prepare again (python -m sleepdetect prepare PARAMS, or python -m sleepdetect run PARAMS, "
+    "which does it)"
+)
+
+
+def open_prepared(
+    cfg: Config,
+    phase: str = "train",
+    features: list[str] | None = None,
+    on_stale: Literal["error", "prepare"] = "error",
+    fix: str = _PREPARE_AGAIN,
+) -> Manifest:
+    """The prepared `phase` of this experiment, checked against `data.dir` and `features`
+    (default `prepare.features`; `[]`: whatever it was prepared with). A missing or stale
+    folder is an InputError ending in `fix`, or with on_stale="prepare" is prepared again."""
+    root = Experiment.of(cfg).prepared(phase)
+    if not (root / MANIFEST).is_file():
+        if on_stale == "prepare":
+            return _prepare_again(cfg, phase, features)
+        raise InputError(f"{root / MANIFEST}: no prepared {phase} series; {fix}")
+    manifest = Manifest.load(root)
+    wanted = manifest.feature_names if features == [] else features or cfg.prepare.features
+    reason = stale_reason(manifest, Path(cfg.data.dir), phase, wanted)
+    if reason is None:
+        return manifest
+    if on_stale == "prepare":
+        print(f"{root}: prepared again: {reason}")
+        return _prepare_again(cfg, phase, wanted)
+    raise InputError(
+        f"{root} was not prepared from data.dir={cfg.data.dir} with these features: {reason}; {fix}"
+    )
+
+
+def _prepare_again(cfg: Config, phase: str, features: list[str] | None) -> Manifest:
+    features = list(features or cfg.prepare.features)
+    return prepare(replace(cfg, prepare=replace(cfg.prepare, phase=phase, features=features)))
 
 
 def prepare(cfg: Config) -> Manifest:
@@ -184,7 +210,7 @@ def prepare(cfg: Config) -> Manifest:
     if "events" in files and not files["events"].is_file():
         raise InputError(f"{files['events']}: not found; the train phase needs the labels file")
 
-    final = cfg.exp_dir / "prepared" / phase
+    final = Experiment.of(cfg).prepared(phase)
     work = final.with_name(f".{phase}.partial")
     shutil.rmtree(work, ignore_errors=True)
     (work / "features").mkdir(parents=True)

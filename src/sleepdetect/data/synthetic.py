@@ -34,14 +34,15 @@ import pyarrow.parquet as pq
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import lfilter
 
-from sleepdetect.constants import (
+from sleepdetect.core.constants import (
     STEP_SECONDS,
     STEPS_PER_DAY,
     STEPS_PER_HOUR,
     STEPS_PER_MINUTE,
     TIMESTAMP_FORMAT,
 )
-from sleepdetect.files import atomic_path
+from sleepdetect.core.files import atomic_path
+from sleepdetect.core.progress import progress
 
 TIME_ZONE = "America/New_York"  # the real offsets are only -0400 and -0500
 
@@ -683,6 +684,4 @@ def _writer(path: Path) -> pq.ParquetWriter:
 
 def _progress(total: int):
     """A tqdm bar on terminals only (silent in tests and logs)."""
-    from sleepdetect.progress import progress
-
     return progress(total=total, desc="synthetic series", unit="series", disable=None)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sleepdetect.registry import Registry
+from sleepdetect.core.registry import Registry
 
 TARGET_BUILDERS = Registry("target kind")
 

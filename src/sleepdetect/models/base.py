@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sleepdetect.constants import EVENTS
+from sleepdetect.core.constants import EVENTS
 
 CLASSES = ("sleep", *EVENTS)  # segmentation channels
 

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from sleepdetect.config import ModelConfig
 from sleepdetect.data.targets import WindowEvents, build_targets
-from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
+from sleepdetect.models.build import build_model
 from sleepdetect.models.registries import DECODERS, FEATURE_EXTRACTORS, MODELS
 
 

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from collections.abc import Iterable
 
-from sleepdetect.registry import Registry
+from sleepdetect.core.registry import Registry
 
 FEATURE_EXTRACTORS = Registry("feature extractor")
 DECODERS = Registry("decoder")

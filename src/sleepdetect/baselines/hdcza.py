@@ -9,8 +9,8 @@ model (see inference.infer).
 
 A baseline is one class registered in BASELINES by the name `infer.baseline` uses; its
 constructor arguments are `infer.baseline_params`, and it declares the prepared `features`
-it reads. `build_baseline` turns a name and params into an instance, or a ConfigError that
-names the key.
+it reads and a one-line `summary` (`python -m sleepdetect models` lists both).
+`build_baseline` turns a name and params into an instance, or a ConfigError naming the key.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import polars as pl
 from scipy.ndimage import median_filter
 
 from sleepdetect.config import ConfigError
-from sleepdetect.constants import STEP_SECONDS, STEPS_PER_DAY, STEPS_PER_HOUR, STEPS_PER_MINUTE
+from sleepdetect.core.constants import STEP_SECONDS, STEPS_PER_DAY, STEPS_PER_HOUR, STEPS_PER_MINUTE
+from sleepdetect.core.registry import Registry, UnknownComponentError
 from sleepdetect.data.prepare import Manifest
-from sleepdetect.postprocess import SCHEMA
-from sleepdetect.registry import Registry, UnknownComponentError
+from sleepdetect.events.postprocess import SCHEMA
 
 BASELINES = Registry("baseline")
 
@@ -68,6 +68,7 @@ class HDCZA:
     below the others).
     """
 
+    summary = "GGIR's sleep-period guider: the longest still block of each day (params/hdcza.yaml)"
     # the prepared columns it reads: anglez changes (exact, unlike the standardised anglez),
     # ENMO (for L5; an affine rescaling keeps the least active hours), the local clock, non-wear
     features = ("anglez_diff", "enmo", "minute_of_day", "day_repeat")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sleepdetect.errors import InputError
+from sleepdetect.core.errors import InputError
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How libraries that wrap the OS error (polars, torch's C++ writer) still spell it.

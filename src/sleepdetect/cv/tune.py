@@ -36,14 +36,22 @@ import polars as pl
 import yaml
 
 from sleepdetect.config import Config, ConfigError, PostprocessConfig, from_dict, to_dict
-from sleepdetect.data.prepare import Manifest, load_prepared
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import atomic_path, write_text
+from sleepdetect.cv.oof import (
+    RECORD_FILE,
+    format_score,
+    oof_candidates,
+    read_oof,
+    score_traces,
+    solution_of,
+)
+from sleepdetect.cv.stage2 import rescore_out_of_fold
+from sleepdetect.data.prepare import Manifest, open_prepared
 from sleepdetect.data.windows import night_cuts
-from sleepdetect.errors import InputError
-from sleepdetect.files import atomic_path, write_text
-from sleepdetect.metric import PreparedSolution, event_detection_ap_table, match_detections
-from sleepdetect.oof import RECORD_FILE, format_score, oof_candidates, read_oof, solution_of
-from sleepdetect.postprocess import PEAK_OPTIONS
-from sleepdetect.scoring import write_metrics
+from sleepdetect.events.metric import PreparedSolution, event_detection_ap_table, match_detections
+from sleepdetect.events.postprocess import PEAK_OPTIONS
+from sleepdetect.events.scoring import write_metrics
 
 TUNED_FILE = "postprocess.yaml"
 
@@ -169,9 +177,6 @@ def run_tune(
     nested_score = float(np.mean([c["score_this_fold"] for c in chosen]))
     stage2_score = None
     if stage2:
-        from sleepdetect.oof import score_traces
-        from sleepdetect.stage2 import rescore_out_of_fold
-
         traces = score_traces(oof, manifest)
         rescored = {
             c: rescore_out_of_fold(per_setting[c], traces, manifest, solution, seed=seed)
@@ -230,7 +235,7 @@ def tune(cfg: Config) -> TuneResult:
     start = time.perf_counter()
     exp = cfg.exp_dir
     oof = read_oof(exp)
-    manifest = load_prepared(cfg)
+    manifest = open_prepared(cfg)
     n_settings = len(grid_settings(cfg.postprocess, cfg.tune.grid))
     print(f"tune: {n_settings} settings, nested over the folds of {exp / 'oof.parquet'}")
     result = run_tune(

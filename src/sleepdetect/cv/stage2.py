@@ -31,10 +31,10 @@ import numpy as np
 import polars as pl
 from scipy.ndimage import maximum_filter1d
 
-from sleepdetect.constants import EVENTS, STEP_SECONDS, STEPS_PER_DAY, TOLERANCES
+from sleepdetect.core.constants import EVENTS, STEP_SECONDS, STEPS_PER_DAY, TOLERANCES
+from sleepdetect.core.files import write_text
 from sleepdetect.data.prepare import Manifest
-from sleepdetect.files import write_text
-from sleepdetect.postprocess import day_start_of
+from sleepdetect.events.postprocess import day_start_of
 
 if TYPE_CHECKING:
     import lightgbm

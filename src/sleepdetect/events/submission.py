@@ -9,9 +9,9 @@ from typing import Any
 
 import polars as pl
 
-from sleepdetect.constants import EVENTS
-from sleepdetect.errors import InputError
-from sleepdetect.files import atomic_path
+from sleepdetect.core.constants import EVENTS
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import atomic_path
 
 COLUMNS: tuple[str, ...] = ("row_id", "series_id", "step", "event", "score")
 

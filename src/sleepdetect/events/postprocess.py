@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 from scipy.signal import find_peaks
 
-from sleepdetect.constants import (
+from sleepdetect.core.constants import (
     EVENTS,
     STEP_SECONDS,
     STEPS_PER_DAY,

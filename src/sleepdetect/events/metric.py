@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from sleepdetect.constants import TOLERANCES
+from sleepdetect.core.constants import TOLERANCES
 
 Tolerances = Sequence[float] | Mapping[str, Sequence[float]] | None
 

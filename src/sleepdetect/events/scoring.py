@@ -1,6 +1,6 @@
 """`python -m sleepdetect score`: the metric on files, and the metrics CSV the pipeline writes.
 
-Kept apart from sleepdetect.metric, which stays pure (frames in, numbers out): this module reads
+Kept apart from events/metric.py, which stays pure (frames in, numbers out): this module reads
 and checks the labels and submission CSVs (with the checks of sleepdetect.data.io, shared with
 `read_events`, so a bad file gets the same message wherever it is read), prints the AP table and
 writes metrics files.
@@ -13,9 +13,10 @@ import os
 import numpy as np
 import polars as pl
 
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import atomic_path
 from sleepdetect.data.io import check_event_names, parse_numbers, parse_steps, read_csv_text
-from sleepdetect.errors import InputError
-from sleepdetect.metric import event_detection_ap_table
+from sleepdetect.events.metric import event_detection_ap_table
 
 _SOLUTION_COLUMNS = ("series_id", "event", "step")
 _SUBMISSION_COLUMNS = ("series_id", "step", "event", "score")
@@ -95,8 +96,6 @@ def format_table(table: pl.DataFrame) -> str:
 
 def write_metrics(table: pl.DataFrame, score: float, path: str | os.PathLike[str]) -> None:
     """The AP table with a last row `score,,<score>`, written atomically as CSV."""
-    from sleepdetect.files import atomic_path
-
     schema = {"event": pl.String, "tolerance": pl.Float64, "ap": pl.Float64}
     rows = table.cast(schema) if len(table) else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
     summary = pl.DataFrame({"event": ["score"], "tolerance": [None], "ap": [score]}, schema=schema)

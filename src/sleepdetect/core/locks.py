@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sleepdetect.errors import InputError
-from sleepdetect.files import pid_alive
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import pid_alive
 
 LOCK_NAME = ".lock"
 

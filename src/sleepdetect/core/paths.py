@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sleepdetect.errors import InputError
+from sleepdetect.core.errors import InputError
 
 INPUT_PREFIX = "input:"
 KAGGLE_INPUT_ENV = "SLEEPDETECT_KAGGLE_INPUT"

@@ -17,16 +17,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sleepdetect.candidates import predict_candidates
 from sleepdetect.config import Config, PostprocessConfig
-from sleepdetect.constants import EVENTS
-from sleepdetect.data.prepare import Manifest, load_prepared
+from sleepdetect.core.constants import EVENTS
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import atomic_path, write_json
+from sleepdetect.core.fingerprints import file_hash
+from sleepdetect.data.prepare import Manifest, open_prepared
 from sleepdetect.data.windows import fold_count
-from sleepdetect.errors import InputError
-from sleepdetect.files import atomic_path, write_json
-from sleepdetect.fingerprints import file_hash
-from sleepdetect.metric import event_detection_ap_table
-from sleepdetect.scoring import write_metrics
+from sleepdetect.events.candidates import predict_candidates
+from sleepdetect.events.metric import event_detection_ap_table
+from sleepdetect.events.scoring import write_metrics
+from sleepdetect.inference.bundles import outside_bundles
+from sleepdetect.inference.ensemble import blend_outside
+from sleepdetect.inference.predict import pick_device
 
 OOF_FILE = "oof.parquet"
 RECORD_FILE = "oof.json"
@@ -68,7 +71,7 @@ def gather_oof(cfg: Config) -> Path:
             members.append(pl.read_parquet(fold_dir / "oof.parquet"))
             record[fold_dir.name] = file_hash(fold_dir / "model.pt")
         frames.append(_mean_of(members, fold_dir).with_columns(fold=pl.lit(fold, pl.Int64)))
-    manifest = load_prepared(cfg)
+    manifest = open_prepared(cfg)
     oof = _blend_outside(pl.concat(frames).sort("series_id", "step"), manifest, cfg)
     outside = {b: file_hash(Path(b) / "model.pt") for b in cfg.ensemble.outside}
     with atomic_path(exp / OOF_FILE) as tmp:
@@ -86,8 +89,6 @@ def gather_oof(cfg: Config) -> Path:
 def _blend_outside(oof: pl.DataFrame, manifest: Manifest, cfg: Config) -> pl.DataFrame:
     """The folds' OOF scores blended with `ensemble.outside`'s scores of the same steps, as
     inference blends them (the outside bundles never saw these nights)."""
-    from sleepdetect.inference import blend_outside, outside_bundles, pick_device
-
     device = pick_device()
     outside = outside_bundles(cfg, device)
     if not outside:

@@ -13,7 +13,7 @@ import polars as pl
 
 from sleepdetect.config import PostprocessConfig
 from sleepdetect.data.prepare import Manifest
-from sleepdetect.postprocess import series_candidates
+from sleepdetect.events.postprocess import series_candidates
 
 
 def predict_candidates(

@@ -1,0 +1,2 @@
+"""Plumbing every layer may use and that knows nothing of sleep: constants, errors, name
+registries, atomic files, fingerprints, locks, input paths, progress bars."""

@@ -1,0 +1,102 @@
+"""The experiment folder `<output.dir>/<exp_name>/`, laid out once: every stage, notebook,
+bench script and test asks here where a file goes, so a name is spelled in one place.
+
+```
+<exp>/
+  config.yaml, 0N_<stage>.ipynb   the run's resolved config and executed notebooks (run)
+  .stages/<stage>.json            what each stage ran with (run skips it when unchanged)
+  prepared/<phase>/               01_prepare: features/, events.csv, manifest.json
+  fold<k>[-seed<j>]/              02_train: one bundle (model.pt + config.yaml), its OOF scores
+  oof.parquet, oof.json           every fold's OOF scores, and the models that made them
+  oof_metrics.csv                 their score
+  tune/                           post-processing chosen with nested folds
+  infer/<phase>/                  03_infer: submission.csv (+ .json), metrics.csv, report
+```
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sleepdetect.config import Config
+
+MODEL_FILE = "model.pt"  # a bundle's weights; written last, so it marks a fold complete
+_FOLD = re.compile(r"^fold(\d+)(?:-seed(\d+))?$")
+
+
+class Experiment:
+    """The paths of one experiment folder (nothing is created or read here)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def of(cls, cfg: Config) -> Experiment:
+        return cls(cfg.exp_dir)
+
+    def __repr__(self) -> str:
+        return f"Experiment({str(self.root)!r})"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    def stage_record(self, stage: str) -> Path:
+        return self.root / ".stages" / f"{stage}.json"
+
+    def notebook(self, name: str) -> Path:
+        """The executed copy of notebook `name` (e.g. 02_train)."""
+        return self.root / f"{name}.ipynb"
+
+    def prepared(self, phase: str) -> Path:
+        return self.root / "prepared" / phase
+
+    def fold(self, fold: int, member: int = 0) -> Path:
+        """Model `member` of fold `fold` (trainer.seeds): fold<k>, then fold<k>-seed<j>."""
+        return self.root / (f"fold{fold}" if member == 0 else f"fold{fold}-seed{member}")
+
+    def bundles(self, seeds: int | None = None) -> list[Path]:
+        """The trained fold folders (model.pt present), in name order; with `seeds`, only the
+        first `seeds` models of each fold (those of the OOF scores)."""
+        found = []
+        for path in sorted(self.root.glob("fold*")):
+            name = _FOLD.match(path.name)
+            if name is None or not (path / MODEL_FILE).is_file():
+                continue
+            if seeds is None or int(name.group(2) or 0) < seeds:
+                found.append(path)
+        return found
+
+    def fold_plots(self) -> list[Path]:
+        return sorted(self.root.glob("fold*/*.png"))
+
+    def fold_metrics(self) -> list[Path]:
+        return sorted(self.root.glob("fold*/metrics.csv"))
+
+    @property
+    def oof(self) -> Path:
+        return self.root / "oof.parquet"
+
+    @property
+    def oof_record(self) -> Path:
+        return self.root / "oof.json"
+
+    @property
+    def oof_metrics(self) -> Path:
+        return self.root / "oof_metrics.csv"
+
+    @property
+    def tune(self) -> Path:
+        return self.root / "tune"
+
+    @property
+    def tuned(self) -> Path:
+        """The post-processing tune chose, with the OOF record it was chosen on."""
+        return self.tune / "postprocess.yaml"
+
+    def infer(self, phase: str) -> Path:
+        return self.root / "infer" / phase
+
+    def submission(self, phase: str) -> Path:
+        return self.infer(phase) / "submission.csv"
