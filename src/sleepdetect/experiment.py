@@ -20,8 +20,11 @@ import re
 from pathlib import Path
 
 from sleepdetect.config import Config
+from sleepdetect.core.fingerprints import file_hash
+from sleepdetect.core.paths import project_root
 
 MODEL_FILE = "model.pt"  # a bundle's weights; written last, so it marks a fold complete
+FOLD_OOF = "oof.parquet"  # a fold model's out-of-fold scores, beside its bundle
 _FOLD = re.compile(r"^fold(\d+)(?:-seed(\d+))?$")
 
 
@@ -100,3 +103,14 @@ class Experiment:
 
     def submission(self, phase: str) -> Path:
         return self.infer(phase) / "submission.csv"
+
+    def infer_files(self, name: str) -> list[Path]:
+        """`name` (submission.csv, metrics.csv...) of every phase inferred."""
+        return sorted(self.root.glob(f"infer/*/{name}"))
+
+
+def model_sha256(bundle: str | Path, root: Path | None = None) -> str | None:
+    """sha256 of a bundle's model.pt (None while it is not trained). A relative `bundle` is
+    taken from `root`, by default the checkout root, where every stage runs."""
+    weights = (root or project_root() or Path.cwd()) / bundle / MODEL_FILE
+    return file_hash(weights) if weights.is_file() else None

@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
+import nbformat
+
 from sleepdetect.config import (
     Config,
     ConfigError,
@@ -43,6 +45,7 @@ from sleepdetect.core.files import is_disk_full, write_json
 from sleepdetect.core.locks import experiment_lock
 from sleepdetect.core.paths import INPUT_PREFIX, KAGGLE_INPUT_ENV, project_root
 from sleepdetect.cv.tune import load_tuned
+from sleepdetect.experiment import MODEL_FILE, Experiment
 from sleepdetect.inference.bundles import load_bundle
 from sleepdetect.pipeline import notebook_path
 
@@ -176,7 +179,7 @@ def experiment_bundles(cfg: Config, root: Path, exps: list[str]) -> dict[str, li
     out = {}
     for exp in exps:
         exp_dir = root / cfg.output.dir / exp
-        folds = sorted(p for p in exp_dir.glob("fold*") if (p / "model.pt").is_file())
+        folds = Experiment(exp_dir).bundles()
         if not folds:
             raise InputError(
                 f"{exp_dir}: no trained fold (fold*/model.pt); train it first with "
@@ -212,7 +215,7 @@ def build_weights(folder: Path, bundles: dict[str, list[Path]]) -> None:
         for fold in folds:
             dest = folder / exp / fold.name
             dest.mkdir(parents=True)
-            for name in ("model.pt", "config.yaml", "metrics.csv"):
+            for name in (MODEL_FILE, "config.yaml", "metrics.csv"):
                 if (fold / name).is_file():
                     shutil.copy2(fold / name, dest / name)
 
@@ -305,8 +308,6 @@ def build_kernel(
     """03_infer with a header, the install cell first and the params injected after its
     parameters cell, as papermill does. `pictures = False`: the kernel's job ends with
     submission.csv, and a picture cell that fails there would fail the submission."""
-    import nbformat
-
     nb = nbformat.read(notebook_path(root, "03_infer"), as_version=4)
     cells = [nbformat.v4.new_markdown_cell(header), nbformat.v4.new_code_cell(install_cell(slugs))]
     for cell in nb.cells:
@@ -450,7 +451,7 @@ def _package(
     # ensemble.outside bundles travel too, each in its own outside<i>/ folder
     outside = {f"outside{i}": [root / b] for i, b in enumerate(base.ensemble.outside)}
     for (folder,) in outside.values():
-        if not (folder / "model.pt").is_file():
+        if not (folder / MODEL_FILE).is_file():
             raise InputError(
                 f"{folder}: no model.pt; ensemble.outside names a bundle that is not trained "
                 "(train it first, or drop it from ensemble.outside)"

@@ -12,9 +12,7 @@ An experiment folder is written by one run at a time: `run_experiment` holds its
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import re
 import tempfile
@@ -22,6 +20,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jupytext
+import papermill as pm
+import polars as pl
 from traitlets.config import Config as KernelConfig
 
 from sleepdetect.baselines.hdcza import build_baseline, features_for
@@ -34,12 +35,14 @@ from sleepdetect.config import (
     to_dict,
 )
 from sleepdetect.core.errors import InputError
-from sleepdetect.core.files import is_disk_full, write_json, write_text
-from sleepdetect.core.fingerprints import content_fingerprint, file_hash
+from sleepdetect.core.files import is_disk_full, write_text
+from sleepdetect.core.fingerprints import content_fingerprint
 from sleepdetect.core.locks import experiment_lock
 from sleepdetect.core.paths import project_root
 from sleepdetect.core.progress import PLAIN
-from sleepdetect.data.prepare import source_files
+from sleepdetect.core.records import check_record, write_record
+from sleepdetect.data.prepare import MANIFEST, source_files
+from sleepdetect.experiment import Experiment, model_sha256
 
 # Stage name -> notebook, in pipeline order.
 STAGES = {"prepare": "01_prepare", "train": "02_train", "infer": "03_infer"}
@@ -63,10 +66,11 @@ STAGE_KEYS = {"prepare": _PREPARE_KEYS, "train": _TRAIN_KEYS, "infer": (*_TRAIN_
 
 def stage_output(cfg: Config, stage: str) -> Path:
     """The file a stage writes last: present only when the stage completed."""
+    exp = Experiment.of(cfg)
     return {
-        "prepare": cfg.exp_dir / "prepared" / cfg.prepare.phase / "manifest.json",
-        "train": cfg.exp_dir / "oof.parquet",
-        "infer": cfg.exp_dir / "infer" / cfg.infer.phase / "submission.csv",
+        "prepare": exp.prepared(cfg.prepare.phase) / MANIFEST,
+        "train": exp.oof,
+        "infer": exp.submission(cfg.infer.phase),
     }[stage]
 
 
@@ -76,36 +80,38 @@ def stage_inputs(cfg: Config, root: Path, stage: str) -> dict[str, str | None]:
     the bundles it averages. A file replaced under the same path makes the stage run again."""
     phase = cfg.infer.phase if stage == "infer" else cfg.prepare.phase
     files = {f"data {k}": p for k, p in source_files(root / cfg.data.dir, phase).items()}
-    hashed = {}
+    bundles = {}
     if stage == "train" and cfg.model.init_from:
-        hashed["init_from"] = root / cfg.model.init_from / "model.pt"
+        bundles["init_from"] = cfg.model.init_from
     if stage == "train":  # the manifests of windows.extra hold their sources' fingerprints
-        hashed |= {
-            f"extra {d}": root / d / "prepared/train/manifest.json" for d in cfg.windows.extra
+        files |= {
+            f"extra {d}": root / Experiment(d).prepared("train") / MANIFEST
+            for d in cfg.windows.extra
         }
     if stage in ("train", "infer"):
-        hashed |= {f"outside {b}": root / b / "model.pt" for b in cfg.ensemble.outside}
+        bundles |= {f"outside {b}": b for b in cfg.ensemble.outside}
     if stage == "infer" and cfg.infer.baseline is None:  # a baseline reads no bundle
-        bundles = cfg.infer.bundles or sorted(p.name for p in (root / cfg.exp_dir).glob("fold*"))
-        base = root if cfg.infer.bundles else root / cfg.exp_dir
-        hashed |= {f"bundle {b}": base / b / "model.pt" for b in bundles}
-    found = {k: content_fingerprint(p) if p.is_file() else None for k, p in files.items()}
-    return found | {k: file_hash(p) if p.is_file() else None for k, p in hashed.items()}
+        # the bundles 03_infer averages (inference.bundles.find_bundles)
+        exp = Experiment(root / cfg.exp_dir)
+        found = cfg.infer.bundles or [p.name for p in exp.bundles(cfg.trainer.seeds)]
+        base = root if cfg.infer.bundles else exp.root
+        bundles |= {f"bundle {b}": base / b for b in found}
+    hashed = {k: content_fingerprint(p) if p.is_file() else None for k, p in files.items()}
+    return hashed | {k: model_sha256(b, root) for k, b in bundles.items()}
 
 
-def _fingerprint(cfg: Config, root: Path, stage: str) -> str:
+def stage_record(cfg: Config, root: Path, stage: str) -> dict:
+    """What a stage ran with: the config sections it reads, the files it reads (by content)
+    and its last output. `run` skips the stage while `.stages/<stage>.json` records the same."""
     d = to_dict(cfg)
-    inputs = {k: d[k] for k in STAGE_KEYS[stage]} | {"files": stage_inputs(cfg, root, stage)}
-    text = json.dumps(inputs, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    record = {k: d[k] for k in STAGE_KEYS[stage]} | {"files": stage_inputs(cfg, root, stage)}
+    return record | {"output": str(stage_output(cfg, stage))}
 
 
 def notebook_path(root: Path, name: str) -> Path:
     """The .ipynb of a stage, made from its .py pair (the source of truth) when missing."""
     ipynb = root / "notebooks" / f"{name}.ipynb"
     if not ipynb.is_file():
-        import jupytext
-
         pair = ipynb.with_suffix(".py")
         if not pair.is_file():
             raise FileNotFoundError(f"{ipynb} and {pair} are both missing")
@@ -211,8 +217,6 @@ def _run_stages(
     force: bool,
     out_dir: Path,
 ) -> int:
-    import papermill as pm
-
     save_config(cfg, out_dir / "config.yaml")
     parameters = {"params_file": str(Path(params).resolve()), "overrides": list(overrides)}
 
@@ -220,13 +224,14 @@ def _run_stages(
     rerun = force
     for stage in todo:
         name = STAGES[stage]
-        executed = out_dir / f"{name}.ipynb"
-        marker = out_dir / ".stages" / f"{stage}.json"
-        fingerprint = _fingerprint(cfg, root, stage)
-        done = marker.is_file() and json.loads(marker.read_text())["fingerprint"] == fingerprint
-        if not rerun and done and (root / stage_output(cfg, stage)).is_file():
+        exp = Experiment(out_dir)
+        executed, marker = exp.notebook(name), exp.stage_record(stage)
+        changed = check_record(marker, stage_record(cfg, root, stage))
+        if not rerun and not changed and (root / stage_output(cfg, stage)).is_file():
             print(f"[{stage}] complete with these params: skipped (--force reruns it)")
             continue
+        if not rerun and changed != "no record":
+            print(f"[{stage}] runs again: {changed or 'its output is missing'}")
         rerun = True  # every later stage depends on this one's new output
         marker.unlink(missing_ok=True)
         print(f"[{stage}] notebooks/{name}.ipynb -> {executed}")
@@ -260,8 +265,7 @@ def _run_stages(
             raise
         timings.append((stage, time.perf_counter() - start))
         # what the stage read, as it is now that it ran (an empty data.dir got synthetic files)
-        fingerprint = _fingerprint(cfg, root, stage)
-        write_json(marker, {"fingerprint": fingerprint, "output": str(stage_output(cfg, stage))})
+        write_record(marker, stage_record(cfg, root, stage))
 
     print(f"\nrun {cfg.exp_name!r} done; outputs in {out_dir}")
     for stage, seconds in timings:
@@ -273,17 +277,17 @@ def _run_stages(
 
 def _scores(out_dir: Path) -> dict[str, float]:
     """Validation score of each fold and the score of each labelled submission."""
-    import polars as pl
 
     def score(metrics: Path) -> float:
         return pl.read_csv(metrics).filter(pl.col("event") == "score")["ap"][0]
 
-    found = {m.parent.name: score(m) for m in sorted(out_dir.glob("fold*/metrics.csv"))}
-    if (out_dir / "oof_metrics.csv").is_file():
-        found["oof"] = score(out_dir / "oof_metrics.csv")
-    if (out_dir / "tune" / "metrics.csv").is_file():
-        found["nested"] = score(out_dir / "tune" / "metrics.csv")
-    for m in sorted(out_dir.glob("infer/*/metrics.csv")):
+    exp = Experiment(out_dir)
+    found = {m.parent.name: score(m) for m in exp.fold_metrics()}
+    if exp.oof_metrics.is_file():
+        found["oof"] = score(exp.oof_metrics)
+    if (exp.tune / "metrics.csv").is_file():
+        found["nested"] = score(exp.tune / "metrics.csv")
+    for m in exp.infer_files("metrics.csv"):
         found[f"infer-{m.parent.name}"] = score(m)
     return found
 
@@ -297,6 +301,7 @@ def _local_kernel(sockets: str) -> KernelConfig:
 def _results(out_dir: Path) -> list[str]:
     """Where the scores, plots and submissions of an experiment folder are."""
     lines = [f"  score {name}: {value:.4f}" for name, value in _scores(out_dir).items()]
-    lines += [f"  plot: {plot}" for plot in sorted(out_dir.glob("fold*/*.png"))]
-    lines += [f"  submission: {sub}" for sub in sorted(out_dir.glob("infer/*/submission.csv"))]
+    exp = Experiment(out_dir)
+    lines += [f"  plot: {plot}" for plot in exp.fold_plots()]
+    lines += [f"  submission: {sub}" for sub in exp.infer_files("submission.csv")]
     return lines

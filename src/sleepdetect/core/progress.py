@@ -20,6 +20,8 @@ def bar_class() -> type:
     """tqdm's notebook bar in a Jupyter kernel that has ipywidgets (`make lab`), else its text
     bar; never the 'IProgress not found' fallback warning."""
     if os.environ.get(PLAIN) != "1" and importlib.util.find_spec("ipywidgets") is not None:
+        # here, not above: tqdm.auto picks its bar at import, and the widget needs the `lab`
+        # extra's ipywidgets
         from tqdm.auto import tqdm  # the widget inside a kernel, text in a terminal
 
         return tqdm

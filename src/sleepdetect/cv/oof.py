@@ -11,7 +11,7 @@ This module imports no Lightning: `tune` and the notebooks read OOF files throug
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,30 +20,23 @@ import polars as pl
 from sleepdetect.config import Config, PostprocessConfig
 from sleepdetect.core.constants import EVENTS
 from sleepdetect.core.errors import InputError
-from sleepdetect.core.files import atomic_path, write_json
-from sleepdetect.core.fingerprints import file_hash
+from sleepdetect.core.files import atomic_path
+from sleepdetect.core.records import change, read_record, write_record
 from sleepdetect.data.prepare import Manifest, open_prepared
 from sleepdetect.data.windows import fold_count
 from sleepdetect.events.candidates import predict_candidates
 from sleepdetect.events.metric import event_detection_ap_table
 from sleepdetect.events.scoring import write_metrics
+from sleepdetect.experiment import FOLD_OOF, MODEL_FILE, Experiment, model_sha256
 from sleepdetect.inference.bundles import outside_bundles
 from sleepdetect.inference.ensemble import blend_outside
 from sleepdetect.inference.predict import pick_device
-
-OOF_FILE = "oof.parquet"
-RECORD_FILE = "oof.json"
 
 
 def trained_folds(cfg: Config) -> list[int]:
     """The folds 02_train trains: `split.fold`, or every fold when it is None."""
     n = fold_count(cfg.split.kind, cfg.split.n_folds)
     return list(range(n)) if cfg.split.fold is None else [cfg.split.fold]
-
-
-def member_dir(exp_dir: Path, fold: int, member: int) -> Path:
-    """The folder of model `member` of fold `fold` (trainer.seeds)."""
-    return exp_dir / (f"fold{fold}" if member == 0 else f"fold{fold}-seed{member}")
 
 
 def _mean_of(members: list[pl.DataFrame], where: Path) -> pl.DataFrame:
@@ -59,31 +52,30 @@ def _mean_of(members: list[pl.DataFrame], where: Path) -> pl.DataFrame:
 def gather_oof(cfg: Config) -> Path:
     """Concatenate the folds' OOF scores, score their candidates (the postprocess section),
     print the score with onset and wakeup apart, and record which bundles made them."""
-    exp = cfg.exp_dir
+    exp = Experiment.of(cfg)
     frames, record = [], {}
     for fold in trained_folds(cfg):
         members = []
         for member in range(cfg.trainer.seeds):
-            fold_dir = member_dir(exp, fold, member)
-            for name in ("oof.parquet", "model.pt"):
+            fold_dir = exp.fold(fold, member)
+            for name in (FOLD_OOF, MODEL_FILE):
                 if not (fold_dir / name).is_file():
                     raise InputError(f"{fold_dir}: no {name}; train fold {fold} first (02_train)")
-            members.append(pl.read_parquet(fold_dir / "oof.parquet"))
-            record[fold_dir.name] = file_hash(fold_dir / "model.pt")
+            members.append(pl.read_parquet(fold_dir / FOLD_OOF))
+            record[fold_dir.name] = model_sha256(fold_dir)
         frames.append(_mean_of(members, fold_dir).with_columns(fold=pl.lit(fold, pl.Int64)))
     manifest = open_prepared(cfg)
     oof = _blend_outside(pl.concat(frames).sort("series_id", "step"), manifest, cfg)
-    outside = {b: file_hash(Path(b) / "model.pt") for b in cfg.ensemble.outside}
-    with atomic_path(exp / OOF_FILE) as tmp:
+    with atomic_path(exp.oof) as tmp:
         oof.write_parquet(tmp)
-    write_json(exp / RECORD_FILE, {"folds": record, "outside": outside})
+    write_record(exp.oof_record, _models_record(exp, record, cfg.ensemble.outside))
 
     solution = manifest.read_events().filter(pl.col("step").is_not_null())
     candidates = oof_candidates(oof, manifest, cfg.postprocess)
     table, score = event_detection_ap_table(solution_of(oof, solution), candidates)
-    write_metrics(table, score, exp / "oof_metrics.csv")
+    write_metrics(table, score, exp.oof_metrics)
     print(format_score(table, score, f"OOF over {len(frames)} fold(s)"))
-    return exp / OOF_FILE
+    return exp.oof
 
 
 def _blend_outside(oof: pl.DataFrame, manifest: Manifest, cfg: Config) -> pl.DataFrame:
@@ -108,21 +100,30 @@ def _blend_outside(oof: pl.DataFrame, manifest: Manifest, cfg: Config) -> pl.Dat
 def read_oof(exp_dir: Path) -> pl.DataFrame:
     """`<exp>/oof.parquet`, checked against the bundles that made it: a fold retrained since
     (its model.pt changed) makes the file stale, and reading it is an error."""
-    path, record_path = exp_dir / OOF_FILE, exp_dir / RECORD_FILE
+    exp = Experiment(exp_dir)
+    path, record_path = exp.oof, exp.oof_record
     if not path.is_file() or not record_path.is_file():
         raise InputError(
-            f"{exp_dir}: no {OOF_FILE}; train every fold first (02_train with split.fold: null)"
+            f"{exp_dir}: no {path.name}; train every fold first (02_train with split.fold: null)"
         )
-    record = json.loads(record_path.read_text())
-    models = {exp_dir / name / "model.pt": h for name, h in record["folds"].items()}
-    models |= {Path(b) / "model.pt": h for b, h in record.get("outside", {}).items()}
-    for model, digest in models.items():
-        if not model.is_file() or file_hash(model) != digest:
-            raise InputError(
-                f"{path} is stale: {model} changed since it was gathered; run 02_train again "
-                "(it gathers the OOF predictions of the current folds)"
-            )
+    recorded = read_record(record_path) or {}
+    folds, outside = recorded.get("folds", {}), recorded.get("outside", {})
+    reason = change(recorded, _models_record(exp, folds, outside))
+    if reason:
+        raise InputError(
+            f"{path} is stale: a model it was gathered from changed ({reason}); run 02_train "
+            "again (it gathers the OOF predictions of the current folds)"
+        )
     return pl.read_parquet(path)
+
+
+def _models_record(exp: Experiment, folds: Iterable[str], outside: Iterable[str]) -> dict:
+    """The sha256 of each fold model (by folder name) and outside bundle (by path) as they are
+    now: what oof.json records, and what `read_oof` compares it with."""
+    return {
+        "folds": {name: model_sha256(exp.root / name) for name in folds},
+        "outside": {b: model_sha256(b) for b in outside},
+    }
 
 
 def _per_step(

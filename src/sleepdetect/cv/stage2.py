@@ -68,7 +68,7 @@ NUM_BOOST_ROUND = 200
 
 def _lightgbm():
     try:
-        import lightgbm
+        import lightgbm  # the optional extra `.[stage2]`: imported when rescoring runs
     except ImportError as e:
         raise ImportError(
             "stage-2 rescoring needs lightgbm, an optional dependency: pip install -e '.[stage2]'"

@@ -38,8 +38,8 @@ import yaml
 from sleepdetect.config import Config, ConfigError, PostprocessConfig, from_dict, to_dict
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.files import atomic_path, write_text
+from sleepdetect.core.records import change, read_record
 from sleepdetect.cv.oof import (
-    RECORD_FILE,
     format_score,
     oof_candidates,
     read_oof,
@@ -52,8 +52,7 @@ from sleepdetect.data.windows import night_cuts
 from sleepdetect.events.metric import PreparedSolution, event_detection_ap_table, match_detections
 from sleepdetect.events.postprocess import PEAK_OPTIONS
 from sleepdetect.events.scoring import write_metrics
-
-TUNED_FILE = "postprocess.yaml"
+from sleepdetect.experiment import Experiment
 
 
 @dataclasses.dataclass
@@ -233,11 +232,11 @@ def bootstrap_interval(
 def tune(cfg: Config) -> TuneResult:
     """The stage: read and check the OOF file, search, print, write `<exp>/tune/`."""
     start = time.perf_counter()
-    exp = cfg.exp_dir
-    oof = read_oof(exp)
+    exp = Experiment.of(cfg)
+    oof = read_oof(exp.root)
     manifest = open_prepared(cfg)
     n_settings = len(grid_settings(cfg.postprocess, cfg.tune.grid))
-    print(f"tune: {n_settings} settings, nested over the folds of {exp / 'oof.parquet'}")
+    print(f"tune: {n_settings} settings, nested over the folds of {exp.oof}")
     result = run_tune(
         oof,
         manifest,
@@ -247,16 +246,16 @@ def tune(cfg: Config) -> TuneResult:
         cfg.seed,
         stage2=cfg.tune.stage2,
     )
-    out = exp / "tune"
+    out = exp.tune
     write_metrics(result.table, result.nested_score, out / "metrics.csv")
     with atomic_path(out / "nested.csv") as tmp:
         pl.DataFrame([{k: str(v) for k, v in c.items()} for c in result.chosen]).write_csv(tmp)
     with atomic_path(out / "grid.csv") as tmp:
         result.grid.sort("oof_score", descending=True).write_csv(tmp)
     tuned = apply_setting(cfg.postprocess, result.best)
-    record = yaml.safe_load((exp / RECORD_FILE).read_text())
+    record = read_record(exp.oof_record)
     write_text(
-        out / TUNED_FILE,
+        exp.tuned,
         yaml.safe_dump({"postprocess": to_dict(tuned), "oof": record}, sort_keys=False),
     )
     lo, hi = result.interval
@@ -285,17 +284,19 @@ def tune(cfg: Config) -> TuneResult:
 def load_tuned(exp_dir: Path) -> PostprocessConfig:
     """The post-processing `tune` chose, checked against the current folds: a fold retrained
     since makes it stale, and that is an error, never a silent use."""
-    path = exp_dir / "tune" / TUNED_FILE
+    exp = Experiment(exp_dir)
+    path = exp.tuned
     if not path.is_file():
         raise InputError(
             f"{path}: not found; infer.tuned needs `python -m sleepdetect tune PARAMS` first "
             "(or tune.enabled in 02_train)"
         )
     raw = yaml.safe_load(path.read_text())
-    current = exp_dir / RECORD_FILE
-    if not current.is_file() or yaml.safe_load(current.read_text()) != raw["oof"]:
+    reason = change(raw["oof"], read_record(exp.oof_record) or {})
+    if reason:
         raise InputError(
-            f"{path} was chosen on other fold models than {exp_dir}'s current ones; run tune again"
+            f"{path} was chosen on other fold models than {exp_dir}'s current ones ({reason}); "
+            "run tune again"
         )
     try:
         return from_dict(PostprocessConfig, raw["postprocess"], source=str(path))

@@ -58,7 +58,7 @@ _SAME_CONFIG = (
 
 def _bundle_folder(path: Path) -> Path:
     """The folder holding `path`'s model.pt: `path`, or one or two folders deeper (noted)."""
-    found = nested(path, "model.pt")
+    found = nested(path, MODEL_FILE)
     if found is not None and (found / "config.yaml").is_file():
         if found != path:
             print(f"note: bundle {path} is {found} (unpacked a folder deeper)")
@@ -76,14 +76,14 @@ def _bundle_folder(path: Path) -> Path:
             f"{path}: no such folder; a bundle is a fold folder written by 02_train "
             "(outputs/<exp_name>/fold<k>/ holding model.pt and config.yaml)"
         )
-    several = nested_candidates(path, "model.pt")
+    several = nested_candidates(path, MODEL_FILE)
     if len(several) > 1:
         shown = ", ".join(str(p) for p in several[:5])
         raise InputError(
             f"{path}: not a bundle but a folder of {len(several)} ({shown}); name each "
             "bundle folder in infer.bundles"
         )
-    for name in ("model.pt", "config.yaml"):
+    for name in (MODEL_FILE, "config.yaml"):
         if not (path / name).is_file():
             raise InputError(
                 f"{path}: no {name}; a bundle is a fold folder written by 02_train "
@@ -103,7 +103,7 @@ def _bundle_config(path: Path) -> Config:
 
 def _bundle_state(path: Path) -> dict[str, torch.Tensor]:
     """model.pt's state_dict, or an InputError saying why it is not one."""
-    file = path / "model.pt"
+    file = path / MODEL_FILE
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except PermissionError:

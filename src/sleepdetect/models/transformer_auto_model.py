@@ -35,7 +35,7 @@ def read_hf_config(config: str) -> dict[str, Any]:
 
 def transformers_available() -> bool:
     try:
-        import transformers  # noqa: F401
+        import transformers  # noqa: F401  (the optional extra `.[transformers]`)
     except ImportError:
         return False
     return True
@@ -69,7 +69,7 @@ class TransformerAutoModel(SegmentationModel):
     ) -> None:
         super().__init__()
         try:
-            import transformers
+            import transformers  # the optional extra `.[transformers]`
         except ImportError as e:
             raise ImportError(
                 "TransformerAutoModel needs the optional `transformers` package: "

@@ -11,16 +11,16 @@ import polars as pl
 
 from sleepdetect.baselines.hdcza import build_baseline, candidate_trace, features_for
 from sleepdetect.config import Config, ConfigError, PostprocessConfig, save_config, to_dict
-from sleepdetect.core.files import atomic_path, write_json
-from sleepdetect.core.fingerprints import file_hash
+from sleepdetect.core.files import atomic_path
 from sleepdetect.core.progress import progress
+from sleepdetect.core.records import write_record
 from sleepdetect.cv.tune import load_tuned
 from sleepdetect.data.prepare import Manifest, open_prepared
 from sleepdetect.events.candidates import predict_candidates, score_frame
 from sleepdetect.events.metric import event_detection_ap_table
 from sleepdetect.events.scoring import write_metrics
 from sleepdetect.events.submission import write_submission
-from sleepdetect.experiment import Experiment
+from sleepdetect.experiment import Experiment, model_sha256
 from sleepdetect.inference.bundles import Bundle, ensemble_bundles, outside_bundles, same_features
 from sleepdetect.inference.ensemble import series_scores
 from sleepdetect.inference.predict import pick_device
@@ -113,7 +113,7 @@ def _write_outputs(
     submission = write_submission(
         pl.concat(candidates), out / "submission.csv", series_lengths=manifest.lengths
     )
-    write_json(out / RECORD, record)
+    write_record(out / RECORD, record)
     if cfg.infer.copy_to:
         with atomic_path(cfg.infer.copy_to) as tmp:
             shutil.copyfile(submission, tmp)
@@ -141,7 +141,7 @@ def submission_record(
     shares += [cfg.ensemble.outside_weight / max(len(outside), 1)] * len(outside)
     return {
         "bundles": [
-            {"path": str(b.path), "model_sha256": file_hash(b.path / "model.pt"), "share": w}
+            {"path": str(b.path), "model_sha256": model_sha256(b.path), "share": w}
             for b, w in zip(bundles + outside, shares, strict=True)
         ],
         "data": manifest.sources,

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,10 +56,6 @@ def train_folds(cfg: Config) -> Path:
 def _train_in_processes(todo: list[tuple[Config, int]], workers: int) -> None:
     """Folds at once in `workers` processes sharing the cores: a small recurrent model gains
     nothing from a second thread, so two one-thread folds train twice as fast as two in turn."""
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     configs, members = [c for c, _ in todo], [m for _, m in todo]

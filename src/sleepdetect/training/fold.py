@@ -3,7 +3,6 @@ folder is still of this config and data."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,12 +20,12 @@ from sleepdetect.config import (
     to_dict,
 )
 from sleepdetect.core.errors import InputError
-from sleepdetect.core.files import atomic_path, write_json
-from sleepdetect.core.fingerprints import file_hash
+from sleepdetect.core.files import atomic_path
+from sleepdetect.core.records import check_record, write_record
 from sleepdetect.data.prepare import Manifest, open_prepared
 from sleepdetect.events.candidates import score_frame
 from sleepdetect.events.scoring import write_metrics
-from sleepdetect.experiment import Experiment
+from sleepdetect.experiment import FOLD_OOF, MODEL_FILE, Experiment, model_sha256
 from sleepdetect.inference.bundles import load_bundle
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
@@ -63,9 +62,8 @@ def fold_inputs(cfg: Config, manifest: Manifest) -> dict:
     """What a fold is trained from besides its config: the prepared data's sources, the
     `init_from` weights and the `windows.extra` series. Recorded beside the bundle; a change
     retrains the fold."""
-    weights = Path(cfg.model.init_from or "") / "model.pt"
-    init = file_hash(weights) if cfg.model.init_from and weights.is_file() else None  # else
-    # train() stops with the reason
+    # None when missing: train() stops with the reason
+    init = model_sha256(cfg.model.init_from) if cfg.model.init_from else None
     data = {name: record["fingerprint"] for name, record in manifest.sources.items()}
     extra = {
         str(m.root): m.sources["series"]["fingerprint"] for m in extra_manifests(cfg, manifest)
@@ -90,23 +88,23 @@ def fold_dict(cfg: Config) -> dict:
 def _same_run(fold_dir: Path, cfg: Config, inputs: dict) -> bool:
     """The fold folder was written with this config (the keys a fold depends on) and these
     inputs."""
-    config, record = fold_dir / "config.yaml", fold_dir / INPUTS_RECORD
-    if not (config.is_file() and record.is_file()):
+    config = fold_dir / "config.yaml"
+    if not config.is_file():
         return False
     same_config = fold_dict(load_config(config)) == fold_dict(cfg)
-    return same_config and json.loads(record.read_text()) == inputs
+    return same_config and check_record(fold_dir / INPUTS_RECORD, inputs) is None
 
 
 def trained_with(fold_dir: Path, cfg: Config, inputs: dict) -> bool:
     """The fold is complete, of this config and these inputs (retrained pretraining weights
     or a changed data file make it stale)."""
-    complete = (fold_dir / "model.pt").is_file() and (fold_dir / "oof.parquet").is_file()
+    complete = (fold_dir / MODEL_FILE).is_file() and (fold_dir / FOLD_OOF).is_file()
     return complete and _same_run(fold_dir, cfg, inputs)
 
 
 def _init_weights(model: SleepModel, path: str, feature_names: list[str]) -> None:
     """`model.init_from`: start from another bundle's weights (same architecture, features)."""
-    if not (Path(path) / "model.pt").is_file():
+    if not (Path(path) / MODEL_FILE).is_file():
         raise InputError(
             f"model.init_from={path}: no trained bundle there; train it first (for the real "
             "recipe: python -m sleepdetect run params/synth-pretrain.yaml --only prepare,train) "
@@ -166,7 +164,7 @@ def train(cfg: Config, member: int = 0, callbacks: Sequence[L.Callback] = ()) ->
         print(f"{last} was written with another config or data: training fold afresh")
         shutil.rmtree(fold_dir / "checkpoints")
     save_config(cfg, fold_dir / "config.yaml")
-    write_json(fold_dir / INPUTS_RECORD, inputs)
+    write_record(fold_dir / INPUTS_RECORD, inputs)
     validator = Validator(
         manifest,
         data.valid_segments,
@@ -206,7 +204,7 @@ def export_bundle(module: SleepModule, best: str, validator: Validator, fold_dir
             {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
         )
     model = model.cpu()
-    (fold_dir / "model.pt").unlink(missing_ok=True)
+    (fold_dir / MODEL_FILE).unlink(missing_ok=True)
 
     device = torch.device("cpu")
     oof, candidates = [], []
@@ -214,7 +212,7 @@ def export_bundle(module: SleepModule, best: str, validator: Validator, fold_dir
         scores = validator.predict(model, seg, device)
         candidates.append(validator.candidates(seg, scores))
         oof.append(score_frame(seg.series_id, scores, seg.start))
-    with atomic_path(fold_dir / "oof.parquet") as tmp:
+    with atomic_path(fold_dir / FOLD_OOF) as tmp:
         pl.concat(oof).write_parquet(tmp)
     table, score = validator.score(pl.concat(candidates))
     write_metrics(table, score, fold_dir / "metrics.csv")
@@ -222,5 +220,5 @@ def export_bundle(module: SleepModule, best: str, validator: Validator, fold_dir
         sorted((fold_dir / "log").glob("version_*/metrics.csv")), fold_dir / "curves.png"
     )
     plot_nights(pl.concat(oof), validator.solution, pl.concat(candidates), fold_dir / "nights.png")
-    with atomic_path(fold_dir / "model.pt") as tmp:
+    with atomic_path(fold_dir / MODEL_FILE) as tmp:
         torch.save(model.state_dict(), tmp)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+from lightning.pytorch.loggers import CSVLogger
 
 from sleepdetect.config import (
     Config,
@@ -32,8 +34,6 @@ def resolve_precision(precision: str) -> str:
 
 
 def make_trainer(cfg: Config, fold_dir: Path, extra: Sequence[L.Callback] = ()) -> L.Trainer:
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
     t = cfg.trainer
     by_score = t.checkpoint == "best"  # `last` never validates during training
     callbacks = [
@@ -144,8 +144,6 @@ class EpochProgress(ProgressBar):
 def _loggers(cfg: Config, fold_dir: Path) -> list:
     """CSV always (curves.png reads it), plus `trainer.logger`'s, imported only when chosen;
     a resumed run logs to the next version_N."""
-    from lightning.pytorch.loggers import CSVLogger
-
     loggers = [CSVLogger(fold_dir, name="log")]
     name = cfg.trainer.logger
     if name == "csv":
@@ -156,11 +154,11 @@ def _loggers(cfg: Config, fold_dir: Path) -> list:
             "(or trainer.logger=csv)"
         )
     if name == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
+        from lightning.pytorch.loggers import TensorBoardLogger  # needs the extra: here
 
         loggers.append(TensorBoardLogger(fold_dir, name="tb", default_hp_metric=False))
     else:
-        from lightning.pytorch.loggers import MLFlowLogger
+        from lightning.pytorch.loggers import MLFlowLogger  # needs the extra: here
 
         # a server the user already has, else one database file beside the experiments
         # (MLflow 3 no longer takes a plain folder)
