@@ -28,6 +28,7 @@ from sleepdetect.config import TuneConfig, load_config  # noqa: E402
 from sleepdetect.cv.oof import read_oof  # noqa: E402
 from sleepdetect.cv.tune import run_tune  # noqa: E402
 from sleepdetect.data.prepare import Manifest  # noqa: E402
+from sleepdetect.experiment import Experiment  # noqa: E402
 
 # the peak-finding options crossed with the day options: 288 settings, 312 with tune.grid's mass
 PEAKS = {
@@ -56,7 +57,7 @@ def variants(grid: dict) -> dict[str, dict]:
 
 def training_minutes(exp: Path) -> float:
     """Wall time of the train stage: first fold config written to last model.pt written."""
-    folds = sorted(exp.glob("fold*"))
+    folds = Experiment(exp).bundles()
     start = min((f / "config.yaml").stat().st_mtime for f in folds)
     # a fold folder's log starts when its training does; model.pt is its last file
     start = min([start, *((f / "log").stat().st_mtime for f in folds if (f / "log").exists())])
@@ -69,7 +70,7 @@ def main(paths: list[str]) -> None:
     for path in paths:
         exp = Path(path)
         cfg = load_config(exp / "config.yaml")
-        manifest = Manifest.load(exp / "prepared" / "train")
+        manifest = Manifest.load(Experiment(exp).prepared("train"))
         oof = read_oof(exp)
         for name, grid in variants(TuneConfig().grid).items():
             start = time.perf_counter()

@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch import Callback
 
 from sleepdetect.data.synthetic import FULL_SCALE, write_synthetic
+from sleepdetect.experiment import Experiment
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -181,10 +182,11 @@ _INFER = """
 import json, sys
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import Manifest
+from sleepdetect.experiment import Experiment
 from sleepdetect.stages.infer import infer
 cfg = load_config(sys.argv[1], sys.argv[2:])
 infer(cfg)
-m = Manifest.load(cfg.exp_dir / "prepared" / cfg.infer.phase)
+m = Manifest.load(Experiment.of(cfg).prepared(cfg.infer.phase))
 print(json.dumps({"series": len(m.series), "steps": int(sum(s.n_steps for s in m.series))}))
 """
 
@@ -240,15 +242,15 @@ def make_ready(n_series: int, trained: bool = False) -> None:
     """Prepare (and train, with `trained`) the demo experiment of `n_series` series unless an
     earlier run of these benchmarks left it in bench/.cache."""
     exp = exp_dir(n_series)
-    if not (exp / "prepared" / "train" / "manifest.json").is_file():
+    if not (Experiment(exp).prepared("train") / "manifest.json").is_file():
         measure_prepare(n_series)
-    if trained and not (exp / "fold0" / "model.pt").is_file():
+    if trained and not Experiment(exp).bundles():
         measure_train(n_series)
 
 
 def prepared_gb(n_series: int) -> float:
     """Size of the prepared feature arrays of `n_series` series (what the runs memory-map)."""
-    files = (exp_dir(n_series) / "prepared" / "train").rglob("*.npy")
+    files = Experiment(exp_dir(n_series)).prepared("train").rglob("*.npy")
     return sum(f.stat().st_size for f in files) / GB
 
 

@@ -26,6 +26,7 @@ from scale import make_ready, measure_train, memory_line, prepared_gb, windows_p
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import Manifest, prepare
 from sleepdetect.data.windows import SeriesLabels, WindowDataset, WindowSampler, split_segments
+from sleepdetect.experiment import Experiment
 from sleepdetect.models import build_model
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +48,7 @@ def pipeline_windows_per_second(n_windows: int = 4000, length: int = 5760) -> fl
             f"prepare.features={TEN_FEATURES}",
         ],
     )
-    root = cfg.exp_dir / "prepared" / "train"
+    root = Experiment.of(cfg).prepared("train")
     if not (root / "manifest.json").is_file():
         prepare(cfg)
     m = Manifest.load(root)

@@ -18,6 +18,7 @@ from sleepdetect.cv.tune import load_tuned, run_tune, tune
 from sleepdetect.data.prepare import Manifest, prepare
 from sleepdetect.data.windows import SeriesLabels, WindowSampler, night_cuts, split_segments
 from sleepdetect.events.metric import event_detection_ap_table
+from sleepdetect.experiment import Experiment
 
 TINY = [
     "model.name=DayGRU",
@@ -86,7 +87,7 @@ def test_night_cuts_hold_each_labelled_night_whole():
 
 @pytest.mark.parametrize("n_folds", [2, 3, 5])
 def test_nights_split_validates_each_night_once_and_trains_beside_it(trained, n_folds):
-    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    m = Manifest.load(Experiment.of(trained).prepared("train"))
     events = m.read_events()
     labels = labels_of(m, events)
     margin = 720
@@ -118,7 +119,7 @@ def test_nights_split_validates_each_night_once_and_trains_beside_it(trained, n_
 
 
 def test_nights_split_needs_enough_nights(trained):
-    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    m = Manifest.load(Experiment.of(trained).prepared("train"))
     events = m.read_events()
     with pytest.raises(ValueError, match="validates nothing; lower split.n_folds"):
         split_segments(m, labels_of(m, events), "nights", 40, 39, 0.3, 0, events=events)
@@ -142,10 +143,10 @@ def test_oof_covers_every_labelled_night_once(trained):
     oof = read_oof(trained.exp_dir)
     assert set(oof["fold"].unique()) == {0, 1, 2}
     assert oof.select("series_id", "step").is_duplicated().sum() == 0
-    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    m = Manifest.load(Experiment.of(trained).prepared("train"))
     solution = m.read_events().filter(pl.col("step").is_not_null())
     assert len(solution_of(oof, solution)) == len(solution)
-    metrics = pl.read_csv(trained.exp_dir / "oof_metrics.csv")
+    metrics = pl.read_csv(Experiment.of(trained).oof_metrics)
     assert metrics.filter(pl.col("event") == "score")["ap"][0] >= 0
 
 
@@ -162,7 +163,7 @@ def test_a_retrained_fold_makes_the_oof_file_stale(trained, tmp_path):
 
 
 def test_nested_score_equals_the_one_computed_by_hand(trained):
-    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    m = Manifest.load(Experiment.of(trained).prepared("train"))
     oof = read_oof(trained.exp_dir)
     base = PostprocessConfig()
     grid = {"distance": [72, 480], "day_norm": ["none", "max"], "score_th": [0.001, 0.05]}
@@ -246,9 +247,9 @@ def test_tuned_settings_of_other_models_are_refused(trained, tmp_path):
     exp = tmp_path / trained.exp_name
     shutil.copytree(trained.exp_dir, exp)
     with pytest.raises(InputError, match="infer.tuned needs"):
-        shutil.rmtree(exp / "tune", ignore_errors=True)
+        shutil.rmtree(Experiment(exp).tune, ignore_errors=True)
         load_tuned(exp)
-    shutil.copytree(trained.exp_dir / "tune", exp / "tune")
+    shutil.copytree(Experiment.of(trained).tune, Experiment(exp).tune)
     (exp / "oof.json").write_text('{"folds": {"0": "another"}}\n')
     with pytest.raises(InputError, match="run tune again"):
         load_tuned(exp)
@@ -281,11 +282,11 @@ def test_a_retrained_init_bundle_makes_its_folds_stale(trained, tmp_path):
             "split.fold=1",
         ],
     )
-    shutil.copytree(trained.exp_dir / "prepared", cfg.exp_dir / "prepared")
+    shutil.copytree(Experiment.of(trained).prepared("train"), Experiment.of(cfg).prepared("train"))
     from sleepdetect.training.fold import train
 
     fold = train(fold_cfg)
-    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    manifest = Manifest.load(Experiment.of(cfg).prepared("train"))
     assert trained_with(fold, fold_cfg, fold_inputs(fold_cfg, manifest))
     with open(source / "model.pt", "ab") as f:  # the pretrained bundle changes
         f.write(b"\0")
@@ -307,7 +308,7 @@ def test_init_from_starts_from_the_named_weights(trained, tmp_path):
             "split.fold=1",
         ],
     )
-    shutil.copytree(trained.exp_dir / "prepared", cfg.exp_dir / "prepared")
+    shutil.copytree(Experiment.of(trained).prepared("train"), Experiment.of(cfg).prepared("train"))
     fold = train(cfg)
     start = torch.load(source / "model.pt", weights_only=True)
     end = torch.load(fold / "model.pt", weights_only=True)
@@ -348,7 +349,7 @@ def test_second_stage_nested_score_uses_other_folds_only(trained):
     from sleepdetect.cv.oof import score_traces
     from sleepdetect.cv.stage2 import rescore_out_of_fold
 
-    m = Manifest.load(trained.exp_dir / "prepared" / "train")
+    m = Manifest.load(Experiment.of(trained).prepared("train"))
     oof = read_oof(trained.exp_dir)
     grid = {"distance": [72, 480]}
     result = run_tune(oof, m, PostprocessConfig(), grid, n_bootstrap=0, stage2=True)
@@ -389,7 +390,7 @@ def test_outside_bundles_join_the_oof_scores_and_the_submission(trained, tmp_pat
     plain, blended = read_oof(trained.exp_dir), read_oof(cfg.exp_dir)
     sid = plain["series_id"][0]
     bundle = load_bundle(outside)
-    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    manifest = Manifest.load(Experiment.of(cfg).prepared("train"))
     theirs = predict_series(
         bundle.model,
         manifest.features(sid),
@@ -432,7 +433,7 @@ def test_infer_keeps_the_scores_of_the_plotted_nights_series_only(trained, tmp_p
         None, [f"output.dir={tmp_path}", f"data.dir={trained.data.dir}", *TINY, "infer.phase=train"]
     )
     submission = infer(cfg)
-    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    manifest = Manifest.load(Experiment.of(cfg).prepared("train"))
     assert len(manifest.series) == 2
     first = real_picks(manifest.read_events().drop_nulls("step"), 1)["series_id"].to_list()
     assert kept == first  # one series of the two

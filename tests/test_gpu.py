@@ -12,6 +12,7 @@ import torch
 
 from sleepdetect.config import load_config
 from sleepdetect.data.prepare import Manifest, prepare
+from sleepdetect.experiment import Experiment
 from sleepdetect.inference.bundles import load_bundle
 from sleepdetect.inference.predict import predict_series
 from sleepdetect.training.fold import train
@@ -69,7 +70,7 @@ def test_mixed_precision_training_and_inference_match_fp32(data, tmp_path):
     losses = log.drop_nulls("train_loss_step")["train_loss_step"]
     assert len(losses) and losses.is_finite().all()
 
-    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    manifest = Manifest.load(Experiment.of(cfg).prepared("train"))
     features = manifest.features(manifest.series[0].series_id)[:20_000]
     gpu = load_bundle(fold, "cuda")  # predict_series autocasts on CUDA
     cpu = load_bundle(fold, "cpu")

@@ -17,6 +17,7 @@ import pytest
 from sleepdetect.baselines.hdcza import HDCZA, build_baseline, day_bounds, prepared_inputs
 from sleepdetect.config import ConfigError, load_config
 from sleepdetect.core.constants import STEPS_PER_DAY
+from sleepdetect.experiment import Experiment
 
 PARAMS = Path(__file__).resolve().parents[1] / "params" / "hdcza.yaml"
 NOON = 12 * 3600
@@ -180,7 +181,7 @@ def test_bad_params_fail_before_any_stage_naming_the_key(tmp_path, override, nam
 
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         run_experiment(PARAMS, [override, f"output.dir={tmp_path}"])
-    assert not (tmp_path / "hdcza" / "prepared").exists()
+    assert not Experiment(tmp_path / "hdcza").prepared("train").exists()
 
 
 def test_a_baseline_with_bundles_is_refused(tmp_path) -> None:

@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 
 from sleepdetect.config import load_config
+from sleepdetect.experiment import Experiment
 from sleepdetect.kaggle import package
 from tiny_run import TINY_DEMO
 
@@ -60,7 +61,7 @@ def test_packaged_kernel_runs_offline_and_matches_the_local_run(tmp_path, monkey
     # a trained experiment and its local submission
     local = [f"data.dir={data}", f"output.dir={out}", *TINY_DEMO]
     assert run(REPO / "params" / "demo.yaml", local) == 0
-    local_submission = pl.read_csv(out / "demo" / "infer" / "test" / "submission.csv")
+    local_submission = pl.read_csv(Experiment(out / "demo").submission("test"))
 
     cfg = load_config(REPO / "params" / "kaggle.yaml", [f"output.dir={out}", "kaggle.username=me"])
     datasets, kernel = package(cfg, ["demo"], out=tmp_path / "kaggle_datasets")

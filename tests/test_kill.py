@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from sleepdetect.experiment import Experiment
 from tiny_run import KILL_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,8 +222,8 @@ def leftovers(*folders: Path) -> list[str]:
 def assert_same_weights(exp: Path, ref_exp: Path) -> None:
     import torch
 
-    folds = sorted(p.name for p in ref_exp.glob("fold*"))
-    assert sorted(p.name for p in exp.glob("fold*")) == folds
+    folds = [p.name for p in Experiment(ref_exp).folds()]
+    assert [p.name for p in Experiment(exp).folds()] == folds
     for fold in folds:
         got = torch.load(exp / fold / "model.pt", weights_only=True)
         want = torch.load(ref_exp / fold / "model.pt", weights_only=True)
@@ -234,7 +235,7 @@ def assert_same_weights(exp: Path, ref_exp: Path) -> None:
 def assert_same_submission(exp: Path, ref_exp: Path) -> None:
     sub = "infer/test/submission.csv"
     assert (exp / sub).read_bytes() == (ref_exp / sub).read_bytes()
-    assert (exp / "infer" / "test" / "submission.json").is_file()
+    assert (Experiment(exp).infer("test") / "submission.json").is_file()
 
 
 def tree(folder: Path) -> dict[str, object]:
@@ -275,8 +276,8 @@ def world(tmp_path_factory) -> World:
     (base / "home" / "tmp").mkdir(parents=True)
     w = World(hook, base / "home", base / "data", base / "ref")
     completes(w, run_cmd(w, w.ref_out))
-    assert (w.ref_exp / "tune" / "postprocess.yaml").is_file()
-    assert sorted(p.name for p in w.ref_exp.glob("fold*")) == ["fold0", "fold1"]
+    assert Experiment(w.ref_exp).tuned.is_file()
+    assert [p.name for p in Experiment(w.ref_exp).folds()] == ["fold0", "fold1"]
     return w
 
 
@@ -333,7 +334,7 @@ def _prepare_cmd(data: Path, out: Path) -> list[str]:
 
 def _prepared(out: Path) -> dict[str, bytes]:
     """The prepared folder's files by content; its config.yaml names `out`, so only its keys."""
-    root = out / "demo" / "prepared" / "train"
+    root = Experiment(out / "demo").prepared("train")
     found = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.*"))}
     found["config.yaml"] = found["config.yaml"].replace(str(out).encode(), b"<out>")
     return found
@@ -368,7 +369,8 @@ def test_killed_prepare_command_completes_the_same(tmp_path, kills, over):
         shutil.copytree(w.ref_out, out)
     survive(w, _prepare_cmd(data, out), kills, tmp_path, locked=False)
     assert _prepared(out) == _prepared(w.ref_out)
-    assert sorted(p.name for p in (out / "demo" / "prepared").iterdir()) == ["train"]
+    prepared = Experiment(out / "demo").prepared("train").parent
+    assert sorted(p.name for p in prepared.iterdir()) == ["train"]
 
 
 @pytest.mark.slow
@@ -510,7 +512,10 @@ def test_training_resumed_from_any_checkpoint_reaches_the_same_weights(tmp_path,
         return load_config(REPO / "params" / "demo.yaml", overrides)
 
     prepare(cfg(tmp_path / "ref"))
-    shutil.copytree(tmp_path / "ref" / "demo" / "prepared", tmp_path / "out" / "demo" / "prepared")
+    shutil.copytree(
+        Experiment(tmp_path / "ref" / "demo").prepared("train"),
+        Experiment(tmp_path / "out" / "demo").prepared("train"),
+    )
     want = torch.load(training.train(cfg(tmp_path / "ref")) / "model.pt", weights_only=True)
 
     with pytest.raises(_Stop):

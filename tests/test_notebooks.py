@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from sleepdetect.data.synthetic import write_synthetic
+from sleepdetect.experiment import Experiment
 from tiny_run import TINY_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,8 +60,8 @@ def test_prepare_notebook_runs_through_papermill(tmp_path, monkeypatch):
     executed = tmp_path / "out" / "demo" / "01_prepare.ipynb"
     nb = nbformat.read(executed, as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
-    assert (tmp_path / "out" / "demo" / "prepared" / "train" / "manifest.json").is_file()
-    assert list((tmp_path / "out" / "demo" / "prepared" / "train").glob("*.png"))
+    assert (Experiment(tmp_path / "out" / "demo").prepared("train") / "manifest.json").is_file()
+    assert list((Experiment(tmp_path / "out" / "demo").prepared("train")).glob("*.png"))
     assert not list((REPO / "notebooks").glob("*.png"))  # nothing written into the sources
 
 
@@ -89,7 +90,7 @@ def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
     for name in ("01_prepare", "02_train", "03_infer"):
         assert (exp / f"{name}.ipynb").is_file()
     assert (exp / "fold0" / "model.pt").is_file()
-    submission = exp / "infer" / "test" / "submission.csv"
+    submission = Experiment(exp).submission("test")
     assert submission.read_text().startswith("row_id,series_id,step,event,score")
     out = capsys.readouterr().out
     assert "score fold0: " in out and f"submission: {submission}" in out
@@ -109,7 +110,7 @@ def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
     # two runs of one command give the same submission, byte for byte
     twin = [*overrides, f"output.dir={tmp_path / 'twin'}"]
     assert run(REPO / "params" / "demo.yaml", twin) == 0
-    rerun = tmp_path / "twin" / "demo" / "infer" / "test" / "submission.csv"
+    rerun = Experiment(tmp_path / "twin" / "demo").submission("test")
     assert rerun.read_bytes() == stamp_bytes
 
     # another data folder (issue 13's case): its own series, never the arrays prepared before
@@ -199,8 +200,9 @@ def test_executed_notebooks_show_their_pictures(tmp_path, monkeypatch, capfd):
         for name in ("01_prepare", "02_train", "03_infer")
     }
     assert counts["01_prepare"] >= 1 and counts["02_train"] >= 2 and counts["03_infer"] >= 2, counts
-    infer_dir = exp / "infer" / "train"
-    first = json.loads((exp / "prepared" / "train" / "manifest.json").read_text())["series"][0]
+    infer_dir = Experiment(exp).infer("train")
+    manifest = Experiment(exp).prepared("train") / "manifest.json"
+    first = json.loads(manifest.read_text())["series"][0]
     assert (infer_dir / f"scores-{first['series_id']}.png").is_file()
     assert (infer_dir / f"actogram-{first['series_id']}.png").is_file()
     report = pl.read_csv(infer_dir / "report.csv")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from sleepdetect.experiment import Experiment
 from tiny_run import TINY_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +190,7 @@ def test_every_stage_and_package_run_offline(tmp_path):
         timeout=600,
     )
     assert run.returncode == 0, f"[{kind}] {run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    assert (out / "demo" / "infer" / "test" / "submission.csv").is_file()
+    assert Experiment(out / "demo").submission("test").is_file()
     assert (out / "demo" / "fold0" / "model.pt").is_file()
 
     package = offline(

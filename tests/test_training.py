@@ -13,6 +13,7 @@ import torch
 from sleepdetect.config import ConfigError, load_config
 from sleepdetect.data.prepare import Manifest, prepare
 from sleepdetect.data.windows import SeriesLabels, WindowDataset, WindowSampler, split_segments
+from sleepdetect.experiment import Experiment
 from sleepdetect.training.fold import train
 
 TINY = [
@@ -51,7 +52,10 @@ def prepared(tmp_path_factory):
 
 
 def tiny_cfg(prepared, tmp_path, *overrides):
-    shutil.copytree(prepared / "demo" / "prepared", tmp_path / "demo" / "prepared")
+    shutil.copytree(
+        Experiment(prepared / "demo").prepared("train"),
+        Experiment(tmp_path / "demo").prepared("train"),
+    )
     data = f"data.dir={prepared / 'data'}"
     return load_config(None, [data, f"output.dir={tmp_path}", *TINY, *overrides])
 
@@ -69,7 +73,7 @@ def read_log(fold):
 
 
 def test_series_folds_partition_the_series(prepared):
-    m = Manifest.load(prepared / "demo" / "prepared" / "train")
+    m = Manifest.load(Experiment(prepared / "demo").prepared("train"))
     labels = labels_of(m)
     valid_all = []
     for fold in range(3):
@@ -94,7 +98,7 @@ def test_time_split_keeps_each_night_on_one_side(real_data_dir, tmp_path):
 
 
 def test_sampler_statistics_and_determinism(prepared):
-    m = Manifest.load(prepared / "demo" / "prepared" / "train")
+    m = Manifest.load(Experiment(prepared / "demo").prepared("train"))
     labels = labels_of(m)
     train, _ = split_segments(m, labels, "series", 2, 0, 0.3, seed=0)
     index = {s.series_id: i for i, s in enumerate(m.series)}
@@ -119,7 +123,7 @@ def test_sampler_statistics_and_determinism(prepared):
 
 
 def test_targets_line_up_with_events(prepared):
-    m = Manifest.load(prepared / "demo" / "prepared" / "train")
+    m = Manifest.load(Experiment(prepared / "demo").prepared("train"))
     labels = labels_of(m)
     ids = [s.series_id for s in m.series]
     ds = WindowDataset(
@@ -137,7 +141,7 @@ def test_targets_line_up_with_events(prepared):
 
 
 def test_targets_narrow_over_the_epochs(prepared):
-    m = Manifest.load(prepared / "demo" / "prepared" / "train")
+    m = Manifest.load(Experiment(prepared / "demo").prepared("train"))
     labels = labels_of(m)
     ids = [s.series_id for s in m.series]
     args = ([m.features(s) for s in ids], [labels[s] for s in ids], 2880, "segmentation", 1)
@@ -333,7 +337,7 @@ def test_extra_series_join_training_at_their_share_and_never_validate(prepared, 
         "windows.extra_share=0.25",
         "split.fold=0",
     )
-    manifest = Manifest.load(cfg.exp_dir / "prepared" / "train")
+    manifest = Manifest.load(Experiment.of(cfg).prepared("train"))
     extra = extra_manifests(cfg, manifest)
     data = SleepDataModule(manifest, cfg.split, cfg.windows, "segmentation", 12, 8, 0, 0, 0, extra)
     draws = data.sampler.draw(0)

@@ -59,17 +59,19 @@ class Experiment:
         """Model `member` of fold `fold` (trainer.seeds): fold<k>, then fold<k>-seed<j>."""
         return self.root / (f"fold{fold}" if member == 0 else f"fold{fold}-seed{member}")
 
+    def folds(self) -> list[Path]:
+        """Every fold folder, trained or not, in name order."""
+        return [p for p in sorted(self.root.glob("fold*")) if _FOLD.match(p.name)]
+
     def bundles(self, seeds: int | None = None) -> list[Path]:
         """The trained fold folders (model.pt present), in name order; with `seeds`, only the
         first `seeds` models of each fold (those of the OOF scores)."""
-        found = []
-        for path in sorted(self.root.glob("fold*")):
-            name = _FOLD.match(path.name)
-            if name is None or not (path / MODEL_FILE).is_file():
-                continue
-            if seeds is None or int(name.group(2) or 0) < seeds:
-                found.append(path)
-        return found
+        return [
+            p
+            for p in self.folds()
+            if (p / MODEL_FILE).is_file()
+            and (seeds is None or int(_FOLD.match(p.name).group(2) or 0) < seeds)
+        ]
 
     def fold_plots(self) -> list[Path]:
         return sorted(self.root.glob("fold*/*.png"))
