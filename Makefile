@@ -51,6 +51,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench notebooks
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 notebooks: $(STAMP)
 	$(BIN)/jupytext --sync notebooks/*.py

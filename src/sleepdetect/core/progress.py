@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from tqdm.std import tqdm as text_tqdm
+
 PLAIN = "SLEEPDETECT_PLAIN_PROGRESS"
 """Set to 1 (as `sleepdetect run` does for its notebooks) for text bars even in a kernel."""
 
@@ -25,9 +27,7 @@ def bar_class() -> type:
         from tqdm.auto import tqdm  # the widget inside a kernel, text in a terminal
 
         return tqdm
-    from tqdm.std import tqdm
-
-    return tqdm
+    return text_tqdm
 
 
 def progress(iterable: Iterable | None = None, **kwargs: Any) -> Any:
