@@ -13,18 +13,16 @@ earn; the model (cross-entropy on targets in [0, 1]) predicts it, and the predic
 the score.
 
 `rescore_out_of_fold` trains, for each fold k, on the candidates of the other folds and scores
-fold k's, so the rescored OOF score is honest; `fit_rescorer` on all folds, `save_rescorer`
-and `rescore` serve inference. The features of a candidate read only the inputs (per-step
-scores, candidates, prepared features), never labels. LightGBM is optional (`.[stage2]`): it
+fold k's, so the rescored OOF score is honest. Inference does not rescore: `tune` reports
+the nested score with the second stage, and that is its whole use today. The features of a
+candidate read only the inputs (per-step scores, candidates, prepared features), never labels. LightGBM is optional (`.[stage2]`): it
 is imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +30,6 @@ import polars as pl
 from scipy.ndimage import maximum_filter1d
 
 from sleepdetect.core.constants import EVENTS, STEP_SECONDS, STEPS_PER_DAY, TOLERANCES
-from sleepdetect.core.files import write_text
 from sleepdetect.data.prepare import Manifest
 from sleepdetect.events.postprocess import day_start_of
 
@@ -384,28 +381,3 @@ def rescore_out_of_fold(
         booster = fit_rescorer(features.filter(~held), targets[~held], seed=seed, **params)
         pred[held] = _predict(booster, features.filter(held))
     return candidates.with_columns(score=pl.Series("score", pred, dtype=pl.Float64))
-
-
-def rescore(
-    booster: lightgbm.Booster,
-    candidates: pl.DataFrame,
-    scores: dict[str, np.ndarray],
-    manifest: Manifest,
-) -> pl.DataFrame:
-    """Inference: the candidates (same rows, same order) with `score` replaced by the
-    booster's prediction."""
-    pred = _predict(booster, candidate_features(candidates, scores, manifest))
-    return candidates.with_columns(score=pl.Series("score", pred, dtype=pl.Float64))
-
-
-def save_rescorer(booster: lightgbm.Booster, path: str | os.PathLike[str]) -> Path:
-    """The booster as LightGBM's text model (feature names included), written atomically."""
-    return write_text(path, booster.model_to_string())
-
-
-def load_rescorer(path: str | os.PathLike[str]) -> lightgbm.Booster:
-    lgb = _lightgbm()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no rescorer model; fit one with stage2.fit_rescorer")
-    return lgb.Booster(model_file=str(path))
