@@ -15,8 +15,8 @@ the score.
 `rescore_out_of_fold` trains, for each fold k, on the candidates of the other folds and scores
 fold k's, so the rescored OOF score is honest. Inference does not rescore: `tune` reports
 the nested score with the second stage, and that is its whole use today. The features of a
-candidate read only the inputs (per-step scores, candidates, prepared features), never labels. LightGBM is optional (`.[stage2]`): it
-is imported inside the functions that need it.
+candidate read only the inputs (per-step scores, candidates, prepared features), never labels.
+LightGBM is optional (`.[stage2]`): it is imported inside the functions that need it.
 """
 
 from __future__ import annotations
