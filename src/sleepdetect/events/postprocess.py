@@ -17,24 +17,23 @@ field of `config.PostprocessConfig`):
     start are down-weighted (`start_wakeup_steps`, `start_wakeup_factor`).
 
 Order of work: (peaks -> (b) -> (a)) or mass -> one candidate per (event, step) -> (c) -> (d)
--> (e). `series_candidates` is the one place that reads a `PostprocessConfig`: a new option is
-a field named after its `detect_events` argument (or derived there) plus its code.
+-> (e), each a named step. `series_candidates` is the one place that reads a
+`PostprocessConfig`: a new option is a field, its `detect_events` argument and its step.
 Nothing here imports lightning, papermill or kaggle: the Kaggle kernel runs it as is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy.signal import find_peaks
 
+from sleepdetect.config import PostprocessConfig
 from sleepdetect.core.constants import (
     EVENTS,
     STEP_SECONDS,
@@ -131,47 +130,24 @@ def detect_events(
         x start_wakeup_factor (1: off). A wakeup that early ends a night whose onset came before
         the recording started, and such nights have no labels.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2 or scores.shape[1] != len(events):
-        raise ValueError(
-            f"scores must have shape (steps, {len(events)}) for events {list(events)}, "
-            f"got {scores.shape}"
-        )
+    scores = _checked_scores(scores, events)
     n_steps = scores.shape[0]
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
-    if distance < 1:
-        raise ValueError(f"distance must be at least 1 step, got {distance}")
-    if day_norm not in DAY_NORMS:
-        raise ValueError(f"day_norm must be one of {list(DAY_NORMS)}, got {day_norm!r}")
-    if minute_phase is not None and not 0 <= minute_shift < STEPS_PER_MINUTE:
-        raise ValueError(f"minute_shift must be 0..11 steps (best: 1-5), got {minute_shift}")
-    if method == "mass":
-        if minute_phase is None:
-            raise ValueError("method 'mass' needs minute_phase (see minute_phase_of)")
-        if len(peak_offsets):
-            raise ValueError("peak_offsets are a peaks option; method 'mass' takes none")
-        if mass_max_per_day < 1:
-            raise ValueError(f"mass_max_per_day must be at least 1, got {mass_max_per_day}")
-    if suppress_mask is not None and np.shape(suppress_mask) != (n_steps,):
-        raise ValueError(
-            f"suppress_mask must hold one bool per step ({n_steps}), got {np.shape(suppress_mask)}"
-        )
-    if edge_decay_steps < 0 or start_wakeup_steps < 0:
-        raise ValueError(
-            f"edge_decay_steps and start_wakeup_steps must be >= 0, got {edge_decay_steps} "
-            f"and {start_wakeup_steps}"
-        )
-    starts = np.atleast_1d(np.asarray(day_start, dtype=np.int64))
-    if starts.shape == (1,):
-        starts = np.repeat(starts, len(events))
-    if starts.shape != (len(events),):
-        raise ValueError(
-            f"day_start must be one step or one per event type {list(events)}, got {day_start}"
-        )
-    scores = np.nan_to_num(scores, nan=0.0)
-
-    steps_l, score_l, event_l = [], [], []
+    _check_options(
+        n_steps,
+        method,
+        distance,
+        day_norm,
+        minute_phase,
+        minute_shift,
+        peak_offsets,
+        mass_max_per_day,
+        suppress_mask,
+        edge_decay_steps,
+        start_wakeup_steps,
+    )
+    starts = _day_starts(day_start, events)
+    # 1. candidates of each event type, one per step
+    found = []
     for e in range(len(events)):
         if method == "mass":
             step, score = _mass_picks(
@@ -196,21 +172,120 @@ def detect_events(
             )
         keep = (step >= 0) & (step < n_steps)
         step, score = _best_per_step(step[keep], score[keep])
-        steps_l.append(step)
-        score_l.append(score)
-        event_l.append(np.full(step.size, e))
-    step, score, event = (np.concatenate(x) for x in (steps_l, score_l, event_l))
-
+        found.append((step, score, np.full(step.size, e)))
+    step, score, event = (np.concatenate(x) for x in zip(*found, strict=True))
+    # 2. rescored: (c) per day, (d) not-worn days, (e) series edges
     if day_norm != "none":
         score = _normalise_by_day(step, score, starts[event], day_norm, steps_per_day, event)
     if suppress_mask is not None:
-        inside = np.asarray(suppress_mask, dtype=bool)[step]
-        score = np.where(inside, score * suppress_factor, score)
-    if edge_decay_steps > 0:
-        score = score * np.clip((n_steps - step) / edge_decay_steps, 0.0, 1.0)
-    if start_wakeup_steps > 0 and "wakeup" in events:
-        early = (event == list(events).index("wakeup")) & (step < start_wakeup_steps)
+        score = _suppress(step, score, suppress_mask, suppress_factor)
+    wakeup = list(events).index("wakeup") if "wakeup" in events else -1
+    score = _fade_edges(
+        step,
+        score,
+        event,
+        n_steps,
+        edge_decay_steps,
+        wakeup,
+        start_wakeup_steps,
+        start_wakeup_factor,
+    )
+    return _candidate_frame(series_id, step, score, event, events)
+
+
+def _checked_scores(scores: np.ndarray, events: Sequence[str]) -> np.ndarray:
+    """(steps, events) float64 scores, NaN as 0 (no evidence)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] != len(events):
+        raise ValueError(
+            f"scores must have shape (steps, {len(events)}) for events {list(events)}, "
+            f"got {scores.shape}"
+        )
+    return np.nan_to_num(scores, nan=0.0)
+
+
+def _check_options(
+    n_steps: int,
+    method: str,
+    distance: int,
+    day_norm: str,
+    minute_phase: int | None,
+    minute_shift: int,
+    peak_offsets: Sequence[int],
+    mass_max_per_day: int,
+    suppress_mask: np.ndarray | None,
+    edge_decay_steps: int,
+    start_wakeup_steps: int,
+) -> None:
+    """A ValueError naming the option that is out of range or does not fit the method."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if distance < 1:
+        raise ValueError(f"distance must be at least 1 step, got {distance}")
+    if day_norm not in DAY_NORMS:
+        raise ValueError(f"day_norm must be one of {list(DAY_NORMS)}, got {day_norm!r}")
+    if minute_phase is not None and not 0 <= minute_shift < STEPS_PER_MINUTE:
+        raise ValueError(f"minute_shift must be 0..11 steps (best: 1-5), got {minute_shift}")
+    if method == "mass":
+        if minute_phase is None:
+            raise ValueError("method 'mass' needs minute_phase (see minute_phase_of)")
+        if len(peak_offsets):
+            raise ValueError("peak_offsets are a peaks option; method 'mass' takes none")
+        if mass_max_per_day < 1:
+            raise ValueError(f"mass_max_per_day must be at least 1, got {mass_max_per_day}")
+    if suppress_mask is not None and np.shape(suppress_mask) != (n_steps,):
+        raise ValueError(
+            f"suppress_mask must hold one bool per step ({n_steps}), got {np.shape(suppress_mask)}"
+        )
+    if edge_decay_steps < 0 or start_wakeup_steps < 0:
+        raise ValueError(
+            f"edge_decay_steps and start_wakeup_steps must be >= 0, got {edge_decay_steps} "
+            f"and {start_wakeup_steps}"
+        )
+
+
+def _day_starts(day_start: int | Sequence[int], events: Sequence[str]) -> np.ndarray:
+    """One day-window start step per event type."""
+    starts = np.atleast_1d(np.asarray(day_start, dtype=np.int64))
+    if starts.shape == (1,):
+        starts = np.repeat(starts, len(events))
+    if starts.shape != (len(events),):
+        raise ValueError(
+            f"day_start must be one step or one per event type {list(events)}, got {day_start}"
+        )
+    return starts
+
+
+def _suppress(step: np.ndarray, score: np.ndarray, mask: np.ndarray, factor: float) -> np.ndarray:
+    """(d) Scores inside the masked (not worn) steps x `factor`."""
+    inside = np.asarray(mask, dtype=bool)[step]
+    return np.where(inside, score * factor, score)
+
+
+def _fade_edges(
+    step: np.ndarray,
+    score: np.ndarray,
+    event: np.ndarray,
+    n_steps: int,
+    decay_steps: int,
+    wakeup: int,
+    start_wakeup_steps: int,
+    start_wakeup_factor: float,
+) -> np.ndarray:
+    """(e) Scores near the series' end ramped down; wakeups (event index `wakeup`, -1: none)
+    before `start_wakeup_steps` x `start_wakeup_factor`."""
+    if decay_steps > 0:
+        score = score * np.clip((n_steps - step) / decay_steps, 0.0, 1.0)
+    if start_wakeup_steps > 0 and wakeup >= 0:
+        early = (event == wakeup) & (step < start_wakeup_steps)
         score = np.where(early, score * start_wakeup_factor, score)
+    return score
+
+
+def _candidate_frame(
+    series_id: str, step: np.ndarray, score: np.ndarray, event: np.ndarray, events: Sequence[str]
+) -> pl.DataFrame:
+    """The candidates scored above 0, by step then event type, in the SCHEMA."""
     keep = score > 0
     order = np.lexsort((event[keep], step[keep]))
     names = np.asarray(events, dtype=object)
@@ -401,17 +476,26 @@ def day_start_of(first_timestamp: str, hour: int = 12, steps_per_day: int = STEP
     return int(math.ceil(hour * 3600 / STEP_SECONDS - since_midnight)) % steps_per_day
 
 
-_DETECT_ARGS = frozenset(inspect.signature(detect_events).parameters) - {"scores", "series_id"}
-# PostprocessConfig fields series_candidates turns into other detect_events arguments; every
-# other field must be named after the argument it is passed as
-_DERIVED_FIELDS = frozenset(
+# every PostprocessConfig field series_candidates reads: a field added to the config without
+# being passed on here fails loudly instead of being ignored
+_FIELDS_READ = frozenset(
     {
+        "method",
+        "score_th",
+        "distance",
+        "mass_max_per_day",
         "minute_snap",
+        "minute_shift",
+        "peak_offsets",
+        "offset_decay",
+        "day_norm",
         "day_start_hour",
         "day_start_hour_wakeup",
         "suppress_repeated",
+        "suppress_factor",
         "edge_decay_hours",
         "start_wakeup_hours",
+        "start_wakeup_factor",
     }
 )
 
@@ -420,40 +504,52 @@ def series_candidates(
     scores: np.ndarray,
     series_id: str,
     first_timestamp: str,
-    cfg: Any,
+    cfg: PostprocessConfig,
     day_repeat: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """`detect_events` as a `config.PostprocessConfig` asks, for one series; `day_repeat` is
-    that feature's column, needed only when `cfg.suppress_repeated` is on. The one reader of
-    the config: fields named after a `detect_events` argument pass as they are, the few in
-    `_DERIVED_FIELDS` are worked out here from the series' first timestamp, and any other
-    field fails loudly rather than being ignored. Under `method: mass` the peak options
-    (`distance`, `minute_snap`, `peak_offsets`, `offset_decay`) are ignored: mass candidates
-    are always on the minutes `minute_shift` off the label grid."""
-    names = [f.name for f in dataclasses.fields(cfg)]
-    unwired = [n for n in names if n not in _DETECT_ARGS and n not in _DERIVED_FIELDS]
-    if unwired:
+    """`detect_events` as a `PostprocessConfig` asks, for one series; `day_repeat` is that
+    feature's column, needed only when `cfg.suppress_repeated` is on. The one reader of the
+    config: each field is passed on by name, or turned into steps from the series' first
+    timestamp. Under `method: mass` the peak options (`distance`, `minute_snap`,
+    `peak_offsets`, `offset_decay`) are ignored: mass candidates are always on the minutes
+    `minute_shift` off the label grid."""
+    unread = [f.name for f in dataclasses.fields(cfg) if f.name not in _FIELDS_READ]
+    if unread:
         raise TypeError(
-            f"postprocess field(s) {unwired} reach no detect_events argument: name a field "
-            "after its argument, or derive it in postprocess.series_candidates"
+            f"postprocess field(s) {unread} reach no detect_events argument: pass each on in "
+            "postprocess.series_candidates"
         )
-    kwargs: dict[str, Any] = {n: getattr(cfg, n) for n in names if n in _DETECT_ARGS}
     mass = cfg.method == "mass"
-    if mass:
-        kwargs["peak_offsets"] = ()
-    kwargs["minute_phase"] = minute_phase_of(first_timestamp) if cfg.minute_snap or mass else None
-    wakeup_hour = cfg.day_start_hour_wakeup
-    kwargs["day_start"] = [
-        day_start_of(first_timestamp, cfg.day_start_hour),
-        day_start_of(first_timestamp, cfg.day_start_hour if wakeup_hour is None else wakeup_hour),
-    ]
-    kwargs["edge_decay_steps"] = round(cfg.edge_decay_hours * STEPS_PER_HOUR)
-    kwargs["start_wakeup_steps"] = round(cfg.start_wakeup_hours * STEPS_PER_HOUR)
+    wakeup_hour = (
+        cfg.day_start_hour if cfg.day_start_hour_wakeup is None else cfg.day_start_hour_wakeup
+    )
+    suppress_mask = None
     if cfg.suppress_repeated:
         if day_repeat is None:
             raise ValueError(
                 "postprocess.suppress_repeated needs the day_repeat feature: add it to "
                 "prepare.features"
             )
-        kwargs["suppress_mask"] = np.asarray(day_repeat) > 0.5
-    return detect_events(scores, series_id, **kwargs)
+        suppress_mask = np.asarray(day_repeat) > 0.5
+    return detect_events(
+        scores,
+        series_id,
+        method=cfg.method,
+        score_th=cfg.score_th,
+        distance=cfg.distance,
+        mass_max_per_day=cfg.mass_max_per_day,
+        minute_phase=minute_phase_of(first_timestamp) if cfg.minute_snap or mass else None,
+        minute_shift=cfg.minute_shift,
+        peak_offsets=() if mass else cfg.peak_offsets,
+        offset_decay=cfg.offset_decay,
+        day_norm=cfg.day_norm,
+        day_start=[
+            day_start_of(first_timestamp, cfg.day_start_hour),
+            day_start_of(first_timestamp, wakeup_hour),
+        ],
+        suppress_mask=suppress_mask,
+        suppress_factor=cfg.suppress_factor,
+        edge_decay_steps=round(cfg.edge_decay_hours * STEPS_PER_HOUR),
+        start_wakeup_steps=round(cfg.start_wakeup_hours * STEPS_PER_HOUR),
+        start_wakeup_factor=cfg.start_wakeup_factor,
+    )
