@@ -175,11 +175,15 @@ def _template(root: Path, name: str) -> dict:
 
 
 def experiment_bundles(cfg: Config, root: Path, exps: list[str]) -> dict[str, list[Path]]:
-    """exp name -> its trained fold folders (fold<k>/model.pt)."""
+    """exp name -> its trained fold folders (fold<k>/model.pt), the first `trainer.seeds`
+    models of each fold."""
     out = {}
     for exp in exps:
         exp_dir = root / cfg.output.dir / exp
         folds = Experiment(exp_dir).bundles()
+        if folds:  # the models of its OOF scores, as 03_infer averages them
+            seeds = load_config(folds[0] / "config.yaml").trainer.seeds
+            folds = Experiment(exp_dir).bundles(seeds)
         if not folds:
             raise InputError(
                 f"{exp_dir}: no trained fold (fold*/model.pt); train it first with "

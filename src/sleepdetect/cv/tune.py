@@ -86,6 +86,8 @@ def grid_settings(base: PostprocessConfig, grid: dict[str, list[Any]]) -> list[d
 
 
 def apply_setting(base: PostprocessConfig, setting: dict[str, Any]) -> PostprocessConfig:
+    """`base` with a grid setting's values, each checked as a params file's would be (through
+    the dict, so a wrong type in tune.grid names the key)."""
     return from_dict(PostprocessConfig, {**to_dict(base), **setting}, source="tune.grid")
 
 
