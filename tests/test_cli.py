@@ -39,3 +39,22 @@ def test_every_example_parses(capsys):
             argv = line.split()[3:]  # after `python -m sleepdetect`
             args, extra = parser.parse_known_args(argv)
             assert args.command == name and all("=" in e for e in extra), line
+
+
+def test_models_lists_every_model_and_the_baselines_beside_them(capsys):
+    """`models` answers "what can I predict with": each registered model with its size, and
+    each baseline (HDCZA) with the features it reads, though a baseline trains nothing."""
+    from sleepdetect.baselines.hdcza import BASELINES
+    from sleepdetect.models import MODELS
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    tables = out.split("\n\n")
+    models = next(t for t in tables if t.startswith("model "))
+    baselines = next(t for t in tables if t.startswith("baseline"))
+    for name in MODELS.names():
+        assert any(line.split()[0] == name for line in models.splitlines()[2:]), name
+    assert BASELINES.names() and "hdcza" in BASELINES.names()
+    for name in BASELINES.names():
+        row = next(line for line in baselines.splitlines()[2:] if line.split()[0] == name)
+        assert all(f in row for f in BASELINES.get(name).features)
