@@ -7,14 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sleepdetect.config import (
-    Config,
-    ConfigError,
-    load_config,
-    save_config,
-    to_dict,
-    valid_keys,
-)
+from sleepdetect.config import Config, ConfigError, load_config, save_config, to_dict, valid_keys
 from sleepdetect.core.paths import resolve_path
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,12 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sleepdetect.core.registry import UnknownComponentError
-from sleepdetect.data.targets import (
-    TARGET_BUILDERS,
-    WindowEvents,
-    build_targets,
-    n_frames,
-)
+from sleepdetect.data.targets import TARGET_BUILDERS, WindowEvents, build_targets, n_frames
 
 N_STEPS = 777  # not a multiple of the downsample rates below
 

@@ -39,13 +39,7 @@ from sleepdetect.config import Config, ConfigError, PostprocessConfig, from_dict
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.files import atomic_path, write_text
 from sleepdetect.core.records import change, read_record
-from sleepdetect.cv.oof import (
-    format_score,
-    oof_candidates,
-    read_oof,
-    score_traces,
-    solution_of,
-)
+from sleepdetect.cv.oof import format_score, oof_candidates, read_oof, score_traces, solution_of
 from sleepdetect.cv.stage2 import rescore_out_of_fold
 from sleepdetect.data.prepare import Manifest, open_prepared
 from sleepdetect.data.windows import night_cuts

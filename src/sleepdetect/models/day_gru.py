@@ -6,12 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from sleepdetect.data.targets import n_frames
-from sleepdetect.models.base import (
-    CLASSES,
-    SegmentationModel,
-    SegmentationOutput,
-    pad_steps,
-)
+from sleepdetect.models.base import CLASSES, SegmentationModel, SegmentationOutput, pad_steps
 from sleepdetect.models.registries import MODELS
 
 

@@ -153,7 +153,7 @@ def _postprocess(cfg: Config) -> PostprocessConfig:
     """The postprocess section, or the settings `tune` chose (`infer.tuned`)."""
     if not cfg.infer.tuned:
         return cfg.postprocess
-    print(f"post-processing chosen by tune: {cfg.exp_dir / 'tune'}")
+    print(f"post-processing chosen by tune: {Experiment.of(cfg).tune}")
     return load_tuned(cfg.exp_dir)
 
 

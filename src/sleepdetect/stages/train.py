@@ -1,5 +1,6 @@
 """02_train: every fold of `split.fold` trained `trainer.seeds` times (in processes when
-`trainer.fold_workers` > 1), then the out-of-fold scores gathered, and tuned when asked."""
+`trainer.fold_workers` > 1), then the out-of-fold scores gathered (cv/oof.py); the notebook
+then tunes the post-processing when `tune.enabled` (cv/tune.py)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,11 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from sleepdetect.config import (
-    Config,
-    save_config,
-)
+from sleepdetect.config import Config, save_config
 from sleepdetect.core.errors import InputError
 from sleepdetect.cv.oof import gather_oof, trained_folds
 from sleepdetect.data.prepare import open_prepared
-from sleepdetect.data.windows import (
-    fold_count,
-)
+from sleepdetect.data.windows import fold_count
 from sleepdetect.experiment import Experiment
 from sleepdetect.training.fold import fold_inputs, train, trained_with
 

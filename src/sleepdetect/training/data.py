@@ -6,10 +6,7 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
-from sleepdetect.config import (
-    SplitConfig,
-    WindowsConfig,
-)
+from sleepdetect.config import SplitConfig, WindowsConfig
 from sleepdetect.data.prepare import Manifest
 from sleepdetect.data.windows import (
     MixedSampler,

@@ -1,5 +1,15 @@
 """One fold model trained and exported as a bundle, and the records that say whether a fold
-folder is still of this config and data."""
+folder is still of this config and data.
+
+Requires the train folder of 01_prepare. Writes, in the fold's folder (experiment.py):
+  model.pt, config.yaml           the bundle: plain state_dict + resolved config (no Lightning)
+  inputs.json                     what else it was trained from (data, init_from, extra series)
+  metrics.csv                     AP of every event x tolerance on the fold's validation data
+  oof.parquet                     out-of-fold per-step scores (series_id, step, onset, wakeup)
+  log/metrics.csv                 loss (and validation score) per step/epoch (CSV log)
+  curves.png, nights.png          loss and score curves; predicted vs true events of a few nights
+  checkpoints/                    best.ckpt (by validation score) and last.ckpt (to resume)
+"""
 
 from __future__ import annotations
 
@@ -12,13 +22,7 @@ import lightning as L
 import polars as pl
 import torch
 
-from sleepdetect.config import (
-    Config,
-    ConfigError,
-    load_config,
-    save_config,
-    to_dict,
-)
+from sleepdetect.config import Config, ConfigError, load_config, save_config, to_dict
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.files import atomic_path
 from sleepdetect.core.records import check_record, write_record

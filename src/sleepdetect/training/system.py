@@ -10,9 +10,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from sleepdetect.config import (
-    AugmentConfig,
-)
+from sleepdetect.config import AugmentConfig
 from sleepdetect.models.base import SleepModel
 from sleepdetect.training.augment import cutmix, mixup, partners, reverse
 from sleepdetect.training.validator import Validator

@@ -17,10 +17,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from sleepdetect.config import (
-    Config,
-    ConfigError,
-)
+from sleepdetect.config import Config, ConfigError
 from sleepdetect.core.progress import bar_class
 
 

@@ -7,13 +7,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from sleepdetect.config import (
-    PostprocessConfig,
-)
+from sleepdetect.config import PostprocessConfig
 from sleepdetect.data.prepare import Manifest
-from sleepdetect.data.windows import (
-    Segment,
-)
+from sleepdetect.data.windows import Segment
 from sleepdetect.events.candidates import predict_candidates
 from sleepdetect.events.metric import event_detection_ap_table
 from sleepdetect.inference.predict import predict_series
