@@ -219,7 +219,9 @@ def measure_train(n_series: int, windows_per_series: int = 4, workers: int = 2) 
     figures are the second epoch's (the first also starts the workers). One epoch draws
     `windows_per_series` windows a training series and validates every validation series."""
     n_train = n_series - n_series // 5
-    shutil.rmtree(exp_dir(n_series) / "fold0", ignore_errors=True)  # trained afresh, not resumed
+    shutil.rmtree(
+        Experiment(exp_dir(n_series)).fold(0), ignore_errors=True
+    )  # trained afresh, not resumed
     args = experiment(
         n_series,
         "split.n_folds=5",

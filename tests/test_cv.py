@@ -131,11 +131,11 @@ def test_nights_split_needs_enough_nights(trained):
 def test_folds_trained_with_the_same_config_are_kept(trained, capsys):
     from sleepdetect.stages.train import train_folds
 
-    before = {f: (trained.exp_dir / f"fold{f}" / "model.pt").stat().st_mtime_ns for f in range(3)}
+    before = {f: (Experiment.of(trained).fold(f) / "model.pt").stat().st_mtime_ns for f in range(3)}
     train_folds(trained)
     out = capsys.readouterr().out
     assert out.count("already trained with this config") == 3
-    after = {f: (trained.exp_dir / f"fold{f}" / "model.pt").stat().st_mtime_ns for f in range(3)}
+    after = {f: (Experiment.of(trained).fold(f) / "model.pt").stat().st_mtime_ns for f in range(3)}
     assert before == after
 
 
@@ -153,7 +153,7 @@ def test_oof_covers_every_labelled_night_once(trained):
 def test_a_retrained_fold_makes_the_oof_file_stale(trained, tmp_path):
     exp = tmp_path / trained.exp_name
     shutil.copytree(trained.exp_dir, exp)
-    with open(exp / "fold1" / "model.pt", "ab") as f:
+    with open(Experiment(exp).fold(1) / "model.pt", "ab") as f:
         f.write(b"\0")
     with pytest.raises(InputError, match="stale"):
         read_oof(exp)
@@ -262,7 +262,7 @@ def test_a_retrained_init_bundle_makes_its_folds_stale(trained, tmp_path):
     from sleepdetect.training.fold import fold_inputs, trained_with
 
     source = tmp_path / "pretrained"
-    shutil.copytree(trained.exp_dir / "fold0", source)
+    shutil.copytree(Experiment.of(trained).fold(0), source)
     cfg = load_config(
         None,
         [
@@ -296,7 +296,7 @@ def test_a_retrained_init_bundle_makes_its_folds_stale(trained, tmp_path):
 def test_init_from_starts_from_the_named_weights(trained, tmp_path):
     from sleepdetect.training.fold import train
 
-    source = trained.exp_dir / "fold0"
+    source = Experiment.of(trained).fold(0)
     cfg = load_config(
         None,
         [
@@ -379,7 +379,7 @@ def test_outside_bundles_join_the_oof_scores_and_the_submission(trained, tmp_pat
     from sleepdetect.stages.infer import infer
 
     outside = tmp_path / "outside"  # as if trained on other data (the synthetic pretraining)
-    shutil.copytree(trained.exp_dir / "fold0", outside)
+    shutil.copytree(Experiment.of(trained).fold(0), outside)
     text = (outside / "config.yaml").read_text()
     (outside / "config.yaml").write_text(text.replace(trained.data.dir, str(tmp_path / "other")))
     shutil.copytree(trained.exp_dir, tmp_path / trained.exp_name)
@@ -463,8 +463,8 @@ def test_seeds_add_models_to_each_fold_and_average_their_oof(trained, tmp_path, 
         "fold2",
         "fold2-seed1",
     ]
-    first = pl.read_parquet(exp / "fold1" / "oof.parquet")
-    second = pl.read_parquet(exp / "fold1-seed1" / "oof.parquet")
+    first = pl.read_parquet(Experiment(exp).fold(1) / "oof.parquet")
+    second = pl.read_parquet(Experiment(exp).fold(1, 1) / "oof.parquet")
     assert first.select("series_id", "step").equals(second.select("series_id", "step"))
     assert not np.allclose(first["onset"].to_numpy(), second["onset"].to_numpy())
     oof = read_oof(exp).filter(pl.col("fold") == 1)

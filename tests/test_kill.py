@@ -520,7 +520,7 @@ def test_training_resumed_from_any_checkpoint_reaches_the_same_weights(tmp_path,
 
     with pytest.raises(_Stop):
         training.train(cfg(tmp_path / "out"), callbacks=[StopAfterCheckpoint()])
-    last = tmp_path / "out" / "demo" / "fold0" / "checkpoints" / "last.ckpt"
+    last = Experiment(tmp_path / "out" / "demo").fold(0) / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == step
     got = torch.load(training.train(cfg(tmp_path / "out")) / "model.pt", weights_only=True)
     assert all(torch.equal(got[k], want[k]) for k in want)

@@ -89,7 +89,7 @@ def test_whole_pipeline_runs_through_papermill(tmp_path, monkeypatch, capsys):
     exp = tmp_path / "out" / "demo"
     for name in ("01_prepare", "02_train", "03_infer"):
         assert (exp / f"{name}.ipynb").is_file()
-    assert (exp / "fold0" / "model.pt").is_file()
+    assert (Experiment(exp).fold(0) / "model.pt").is_file()
     submission = Experiment(exp).submission("test")
     assert submission.read_text().startswith("row_id,series_id,step,event,score")
     out = capsys.readouterr().out

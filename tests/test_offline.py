@@ -191,7 +191,7 @@ def test_every_stage_and_package_run_offline(tmp_path):
     )
     assert run.returncode == 0, f"[{kind}] {run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     assert Experiment(out / "demo").submission("test").is_file()
-    assert (out / "demo" / "fold0" / "model.pt").is_file()
+    assert (Experiment(out / "demo").fold(0) / "model.pt").is_file()
 
     package = offline(
         [*sleepdetect, "package", "--exp", "demo", f"output.dir={out}"]

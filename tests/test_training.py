@@ -212,7 +212,7 @@ def test_killed_run_resumes_from_last_checkpoint(prepared, tmp_path):
     cfg = tiny_cfg(prepared, tmp_path)
     with pytest.raises(_Kill):
         train(cfg, callbacks=[KillAt()])
-    last = tmp_path / "demo" / "fold0" / "checkpoints" / "last.ckpt"
+    last = Experiment(tmp_path / "demo").fold(0) / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 4
     seen = []
 
