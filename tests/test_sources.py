@@ -143,20 +143,22 @@ def test_fold_inputs_change_with_the_data(tmp_path, two_sources):
 
 
 def test_stage_fingerprint_follows_the_files_it_reads(tmp_path, two_sources):
-    from sleepdetect.pipeline import _fingerprint
+    from sleepdetect.core.records import change
+    from sleepdetect.pipeline import stage_record
 
     a, b = two_sources
     data = tmp_path / "data"
     shutil.copytree(a, data)
     cfg = config(tmp_path, data)
-    before = {s: _fingerprint(cfg, tmp_path, s) for s in ("prepare", "train", "infer")}
+    before = {s: stage_record(cfg, tmp_path, s) for s in ("prepare", "train", "infer")}
     shutil.copy(b / "test_series.parquet", data / "test_series.parquet")
-    after = {s: _fingerprint(cfg, tmp_path, s) for s in ("prepare", "train", "infer")}
+    after = {s: stage_record(cfg, tmp_path, s) for s in ("prepare", "train", "infer")}
     # prepare and train read the train phase; infer reads the test file that changed
     assert before["prepare"] == after["prepare"] and before["train"] == after["train"]
     assert before["infer"] != after["infer"]
+    assert change(before["infer"], after["infer"]) == "files.data series changed"
     bundle = make_bundle(tmp_path / "out" / "src" / "fold0", 0)
-    with_bundle = _fingerprint(cfg, tmp_path, "infer")
+    with_bundle = stage_record(cfg, tmp_path, "infer")
     assert with_bundle != after["infer"]
     (bundle / "model.pt").write_bytes(b"retrained")
-    assert _fingerprint(cfg, tmp_path, "infer") != with_bundle
+    assert stage_record(cfg, tmp_path, "infer") != with_bundle
