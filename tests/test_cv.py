@@ -250,7 +250,7 @@ def test_tuned_settings_of_other_models_are_refused(trained, tmp_path):
         shutil.rmtree(Experiment(exp).tune, ignore_errors=True)
         load_tuned(exp)
     shutil.copytree(Experiment.of(trained).tune, Experiment(exp).tune)
-    (exp / "oof.json").write_text('{"folds": {"0": "another"}}\n')
+    Experiment(exp).oof_record.write_text('{"folds": {"0": "another"}}\n')
     with pytest.raises(InputError, match="run tune again"):
         load_tuned(exp)
 
@@ -470,7 +470,7 @@ def test_seeds_add_models_to_each_fold_and_average_their_oof(trained, tmp_path, 
     oof = read_oof(exp).filter(pl.col("fold") == 1)
     expected = (first["onset"].to_numpy() + second["onset"].to_numpy()) / 2
     np.testing.assert_allclose(oof["onset"].to_numpy(), expected, atol=1e-6)
-    record = json.loads((exp / "oof.json").read_text())["folds"]
+    record = json.loads(Experiment(exp).oof_record.read_text())["folds"]
     assert sorted(record) == sorted(p.name for p in find_bundles(cfg))
     # back to one seed: the second models are in no OOF score, so inference leaves them out
     one = load_config(None, [*base, "trainer.seeds=1"])

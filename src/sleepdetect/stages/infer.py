@@ -111,7 +111,9 @@ def _write_outputs(
     """submission.csv (validated), then its record, the copy and, with labels, the score."""
     (out / RECORD).unlink(missing_ok=True)  # no record: no submission of these inputs yet
     submission = write_submission(
-        pl.concat(candidates), out / "submission.csv", series_lengths=manifest.lengths
+        pl.concat(candidates),
+        Experiment.of(cfg).submission(cfg.infer.phase),
+        series_lengths=manifest.lengths,
     )
     write_record(out / RECORD, record)
     if cfg.infer.copy_to:
