@@ -217,7 +217,7 @@ def _run_stages(
     force: bool,
     out_dir: Path,
 ) -> int:
-    save_config(cfg, out_dir / "config.yaml")
+    save_config(cfg, Experiment(out_dir).config)
     parameters = {"params_file": str(Path(params).resolve()), "overrides": list(overrides)}
 
     timings = []
