@@ -31,6 +31,8 @@ def resolve_precision(precision: str) -> str:
 
 
 def make_trainer(cfg: Config, fold_dir: Path, extra: Sequence[L.Callback] = ()) -> L.Trainer:
+    """The Trainer of one fold: `last.ckpt` to resume from (and `best.ckpt` when the epoch is
+    chosen by validation score), precision, loggers; `extra` callbacks run after its own."""
     t = cfg.trainer
     by_score = t.checkpoint == "best"  # `last` never validates during training
     callbacks = [
