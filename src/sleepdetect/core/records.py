@@ -1,6 +1,7 @@
 """Freshness records: what a derived file was made from, written beside it and checked when it
 is read, so an output of stale or mismatched inputs is an error (or a rerun), never a silent
-wrong result. Every stage keeps its record through these two functions.
+wrong result. Every stage writes its record with `write_record` and checks it with
+`check_record` (or `change`, for a record read from elsewhere).
 
 A record is a JSON object of inputs: config values, file hashes (`fingerprints.file_hash`),
 source fingerprints. `change` compares the stored one with the inputs as they are now and
