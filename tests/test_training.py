@@ -197,6 +197,21 @@ def test_two_runs_with_one_seed_are_identical(prepared, tmp_path):
         torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0)
 
 
+def test_saved_weights_depend_on_the_weights_only(tmp_path):
+    """model.pt holds no trace of the temporary file it was written as (nor of the process),
+    so two runs that reach the same weights write the same bytes."""
+    import zipfile
+
+    from sleepdetect.training.fold import save_weights
+
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    a = save_weights(state, tmp_path / "a" / "model.pt")
+    b = save_weights(state, tmp_path / "b" / "model.pt")
+    assert a.read_bytes() == b.read_bytes()
+    assert all(n.startswith("archive/") for n in zipfile.ZipFile(a).namelist())
+    torch.testing.assert_close(torch.load(a, weights_only=True)["w"], state["w"])
+
+
 class _Kill(Exception):
     pass
 

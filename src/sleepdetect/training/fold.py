@@ -224,5 +224,13 @@ def export_bundle(module: SleepModule, best: str, validator: Validator, fold_dir
         sorted((fold_dir / "log").glob("version_*/metrics.csv")), fold_dir / "curves.png"
     )
     plot_nights(pl.concat(oof), validator.solution, pl.concat(candidates), fold_dir / "nights.png")
-    with atomic_path(fold_dir / MODEL_FILE) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_weights(model.state_dict(), fold_dir / MODEL_FILE)
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """`state` as a torch file at `path`, written atomically. Through a file object, so the
+    archive inside is named `archive`, not after the temporary file: the same weights give
+    the same bytes, whichever process wrote them."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
+    return path
