@@ -365,3 +365,25 @@ def test_kernel_params_carry_the_tuned_post_processing():
     assert params.postprocess == tuned and params.infer.tuned is False
     untouched = kernel_params(base, base.kaggle, "sleepdetect-weights", ["exp/fold0"])
     assert untouched.postprocess.distance == 40
+
+
+def test_the_install_cell_imports_nothing_of_sleepdetect():
+    """The kernel's first cell installs the sleepdetect wheel: it must run before the package
+    exists, so it imports only the standard library."""
+    import ast
+    import sys
+
+    from sleepdetect.kaggle import install_cell
+
+    tree = ast.parse(install_cell(["someone/sleepdetect-code", "someone/sleepdetect-wheels"]))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert imported and imported <= set(sys.stdlib_module_names), imported

@@ -283,9 +283,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from sleepdetect.inference.bundles import load_bundle
-from sleepdetect.pipeline import notebook_path
-from sleepdetect.cv.tune import load_tuned
 
 kaggle_input = Path(os.environ.get("{KAGGLE_INPUT_ENV}", "/kaggle/input"))
 wheels = sorted(
