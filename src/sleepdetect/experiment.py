@@ -111,6 +111,15 @@ class Experiment:
         return sorted(self.root.glob(f"infer/*/{name}"))
 
 
+def averaged_bundles(cfg: Config, root: Path = Path()) -> list[Path]:
+    """The bundles 03_infer averages: `infer.bundles`, or this experiment's trained folds, the
+    first `trainer.seeds` models of each (those of its OOF scores); relative ones under `root`.
+    `run` fingerprints the same list, so a retrained member reruns inference."""
+    if cfg.infer.bundles:
+        return [root / b for b in cfg.infer.bundles]
+    return Experiment(root / cfg.exp_dir).bundles(cfg.trainer.seeds)
+
+
 def model_sha256(bundle: str | Path, root: Path | None = None) -> str | None:
     """sha256 of a bundle's model.pt (None while it is not trained). A relative `bundle` is
     taken from `root`, by default the checkout root, where every stage runs."""

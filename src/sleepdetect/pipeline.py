@@ -42,7 +42,7 @@ from sleepdetect.core.paths import project_root
 from sleepdetect.core.progress import PLAIN
 from sleepdetect.core.records import check_record, write_record
 from sleepdetect.data.prepare import MANIFEST, source_files
-from sleepdetect.experiment import Experiment, model_sha256
+from sleepdetect.experiment import Experiment, averaged_bundles, model_sha256
 
 # Stage name -> notebook, in pipeline order.
 STAGES = {"prepare": "01_prepare", "train": "02_train", "infer": "03_infer"}
@@ -91,11 +91,8 @@ def stage_inputs(cfg: Config, root: Path, stage: str) -> dict[str, str | None]:
     if stage in ("train", "infer"):
         bundles |= {f"outside {b}": b for b in cfg.ensemble.outside}
     if stage == "infer" and cfg.infer.baseline is None:  # a baseline reads no bundle
-        # the bundles 03_infer averages (inference.bundles.find_bundles)
-        exp = Experiment(root / cfg.exp_dir)
-        found = cfg.infer.bundles or [p.name for p in exp.bundles(cfg.trainer.seeds)]
-        base = root if cfg.infer.bundles else exp.root
-        bundles |= {f"bundle {b}": base / b for b in found}
+        found = averaged_bundles(cfg, root)
+        bundles |= {f"bundle {os.path.relpath(b, root)}": b for b in found}
     hashed = {k: content_fingerprint(p) if p.is_file() else None for k, p in files.items()}
     return hashed | {k: model_sha256(b, root) for k, b in bundles.items()}
 

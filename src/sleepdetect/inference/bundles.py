@@ -12,7 +12,7 @@ from sleepdetect.config import Config, ConfigError, load_config
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.paths import archive_instead, nested, nested_candidates
 from sleepdetect.core.registry import UnknownComponentError
-from sleepdetect.experiment import MODEL_FILE, Experiment
+from sleepdetect.experiment import MODEL_FILE, Experiment, averaged_bundles
 from sleepdetect.models import build_model
 from sleepdetect.models.base import SleepModel
 
@@ -160,11 +160,10 @@ def _fit_weights(model: SleepModel, state: dict, path: Path, cfg: Config) -> Non
 def find_bundles(cfg: Config) -> list[Path]:
     """`infer.bundles`, or every fold this experiment trained (its first `trainer.seeds`
     models a fold, those of its OOF scores)."""
+    found = averaged_bundles(cfg)
     if cfg.infer.bundles:
-        return [Path(b) for b in cfg.infer.bundles]
-    exp = Experiment.of(cfg)
-    found = exp.bundles(seeds=cfg.trainer.seeds)
-    extra = [p for p in exp.bundles() if p not in found]
+        return found
+    extra = [p for p in Experiment.of(cfg).bundles() if p not in found]
     if extra:  # left by a run with more trainer.seeds: not in the OOF scores, so not here
         print(
             f"infer: {', '.join(p.name for p in extra)} left out "
