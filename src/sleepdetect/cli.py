@@ -75,6 +75,51 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
 
 
+def _convert_options(args: argparse.Namespace):
+    from sleepdetect.devices.convert import Options
+
+    return Options(
+        sample_rate=args.sample_rate,
+        timezone=args.timezone,
+        utc_offset=args.utc_offset,
+        start=args.start,
+        calibrate=not args.no_calibrate,
+    )
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from sleepdetect.devices.convert import convert_command
+
+    return convert_command(args.files, args.out, _convert_options(args), args.shard)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sleepdetect.stages.predict import PredictOptions, predict_command
+
+    options = PredictOptions(
+        out=Path(args.out),
+        model=args.model,
+        convert=_convert_options(args),
+        min_score=args.min_score,
+        workers=args.workers,
+        shard=args.shard,
+        diary=Path(args.diary) if args.diary else None,
+    )
+    return predict_command(args.files, options)
+
+
+def _device_arguments(p: argparse.ArgumentParser) -> None:
+    """What a file may not say about itself, and how to split a batch."""
+    p.add_argument("--timezone", default=None, help="IANA zone, e.g. Europe/London (follows DST)")
+    p.add_argument("--utc-offset", default=None, help="the device clock's offset, e.g. -05:00")
+    p.add_argument("--sample-rate", type=float, default=None, help="Hz, when the file lacks it")
+    p.add_argument("--start", default=None, help="a CSV without times: its first sample's time")
+    p.add_argument("--no-calibrate", action="store_true", help="skip auto-calibration")
+    p.add_argument("--shard", default=None, help="i/n: every n-th file from the i-th (job arrays)")
+
+
 OVERVIEW = """\
 sleepdetect: sleep onset and wakeup in wrist accelerometer series.
 
@@ -82,6 +127,9 @@ sleepdetect: sleep onset and wakeup in wrist accelerometer series.
   train    fit a model on every fold, gather out-of-fold scores        (02_train)
   infer    predict, post-process, write a checked submission.csv       (03_infer)
   all      python -m sleepdetect run params/X.yaml runs the three; tune, report, package follow
+
+  convert  device files (.gt3x, .bin, .cwa, raw CSV) -> 5-s series in the competition schema
+  predict  recordings -> sleep per night with the shipped model: CSV + HTML report, no training
 
 Start here: `make demo` (the whole pipeline on synthetic data), `make test` (the tests).
 Each command: python -m sleepdetect COMMAND --help
@@ -230,6 +278,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--series", action="append", default=None, help="report only this series; repeat"
     )
     p.set_defaults(func=_cmd_report)
+
+    p = _command(
+        sub,
+        "convert",
+        "device files -> 5-s series in the competition schema",
+        "Reads ActiGraph .gt3x, GENEActiv .bin, Axivity .cwa (through actfast), or a CSV or\n"
+        "parquet of time and x, y, z in g; writes OUT/<name>.parquet (series_id, step,\n"
+        "timestamp, anglez, enmo, not_worn) and OUT/<name>.json (what it came from). Needs the\n"
+        "`devices` extra: pip install -e '.[devices]'. A converted file is kept unless it changed.",
+        [
+            "convert recordings/ --out data/converted",
+            "convert night.cwa --out data/converted --timezone Europe/London",
+            "convert wrist.csv --out data/converted --timezone America/New_York --sample-rate 50",
+        ],
+    )
+    p.add_argument("files", nargs="+", help="device files or folders of them")
+    p.add_argument("--out", required=True, help="folder for the converted series")
+    _device_arguments(p)
+    p.set_defaults(func=_cmd_convert)
+
+    p = _command(
+        sub,
+        "predict",
+        "sleep per night from recordings, with the model that ships",
+        "Reads device files, raw CSV/parquet or competition-schema parquet (files or folders);\n"
+        "converts, predicts with --model (default shipped:day_gru_synth: no training, no\n"
+        "network) and writes OUT/<series_id>/report.html, report.csv, candidates.csv and\n"
+        "actogram.png, and OUT/summary.csv. Done recordings are skipped unless they changed.",
+        [
+            "predict recordings/ --out reports",
+            "predict wrist.csv --out reports --timezone Europe/London --diary diary.csv",
+            "predict recordings/ --out reports --workers 2 --shard 1/4",
+        ],
+    )
+    p.add_argument("files", nargs="+", help="recordings or folders of them")
+    p.add_argument("--out", required=True, help="folder for the reports")
+    p.add_argument("--model", default="shipped:day_gru_synth", help="a bundle folder")
+    p.add_argument(
+        "--min-score", type=float, default=None, help="night threshold (default: the model's)"
+    )
+    p.add_argument("--diary", default=None, help="CSV of recording, date, onset, wakeup")
+    p.add_argument("--workers", type=int, default=1, help="recordings processed at once")
+    _device_arguments(p)
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

@@ -338,6 +338,8 @@ def load_config(
         apply_override(raw, item)
     cfg = from_dict(Config, raw, source=source)
     cfg.data.dir = resolve_path(cfg.data.dir)
+    if cfg.model.init_from:
+        cfg.model.init_from = resolve_path(cfg.model.init_from)
     cfg.infer.bundles = [resolve_path(b) for b in cfg.infer.bundles]
     cfg.ensemble.outside = [resolve_path(b) for b in cfg.ensemble.outside]
     cfg.windows.extra = [resolve_path(d) for d in cfg.windows.extra]

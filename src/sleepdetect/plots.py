@@ -388,3 +388,34 @@ def plot_event_scores(
     if title:
         axes[0].set_title(title)
     return _save(fig, path)
+
+
+def plot_bland_altman(nights: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Detected minus diary times against their mean, onset and wakeup side by side, with the
+    bias and the 95% limits of agreement (mean +- 1.96 sd). `nights`: diary.compare's rows
+    (onset, wakeup, diary_onset, diary_wakeup, *_diff_min)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    for ax, event in zip(axes[0], EVENT_COLORS, strict=True):
+        diff = nights[f"{event}_diff_min"].to_numpy().astype(float)
+        pair = nights.select(pl.col(event), pl.col(f"diary_{event}"))
+        noon = pair[f"diary_{event}"].dt.truncate("1d") + pl.duration(hours=12)
+        mean_h = (
+            (
+                (pair[event] - noon).dt.total_seconds()
+                + (pair[f"diary_{event}"] - noon).dt.total_seconds()
+            )
+            / 7200  # fmt: skip
+        ).to_numpy() % 24
+        ax.scatter((mean_h + 12) % 24, diff, color=EVENT_COLORS[event], s=18)
+        if len(diff) > 1:
+            bias, sd = diff.mean(), diff.std(ddof=1)
+            ax.axhline(bias, color="0.2", lw=1, label=f"bias {bias:+.0f} min")
+            for limit in (bias - 1.96 * sd, bias + 1.96 * sd):
+                ax.axhline(limit, color="0.5", lw=0.8, ls="--")
+            ax.legend(fontsize=8, frameon=False)
+        ax.axhline(0, color="0.8", lw=0.6)
+        ax.set_title(f"{event}: {len(diff)} nights", fontsize=10)
+        ax.set_xlabel("mean of detected and diary (local clock, h)")
+        ax.set_ylabel("detected - diary (min)")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -2,16 +2,27 @@
 
 A submission is a pile of scored candidates, which the metric wants; a sleep diary wants one
 onset and one wakeup per night. Nights run noon to noon in local clock time and are named by
-the date of their evening. Each night gets the consistent pair of highest joint score:
+the date of their evening, so they follow the clock across a daylight-saving change (that
+night is 23 or 25 hours long). Each night gets the consistent pair of highest joint score:
 
     an onset and a wakeup of that night, onset step < wakeup step, maximising
     onset score x wakeup score (ties: the earlier onset, then the earlier wakeup).
 
 The product, not the sum: a pair is only as believable as its weaker event, and the product
 of two scores read as independent probabilities is the chance that both are right, where a sum
-would pair a sure onset with any wakeup at all. Candidates inside not-worn stretches (days the
-recording repeats, the `day_repeat` feature) are left out: the device saw no sleep there. A
-night without such a pair gets empty onset and wakeup and says why in `note`.
+would pair a sure onset with any wakeup at all. Candidates inside not-worn stretches (the
+device's non-wear column, or days the recording repeats: the `day_repeat` feature) are left
+out: the device saw no sleep there.
+
+A night whose best pair scores below `min_score` says "no sleep period found" rather than
+inventing one (`predict` uses the threshold chosen for its model, `shipped/<name>/report.yaml`).
+
+Naps and second sleeps come from another source, since the event models learned the
+competition's labels, which mark only the main sleep of a night and so teach the model to keep
+quiet at a nap's edges: still blocks (`rest`, HDCZA's rule: `baselines/hdcza.rest_blocks`) of
+at least `EXTRA_MIN_MINUTES` in worn time that overlap no main period are extra rows, `period`
+"extra", with HDCZA's score of the block (share of still steps x length / 24 h). A night
+without a pair gets empty onset and wakeup and says why in `note`.
 
 Reads the submission (series_id, step, event, score), the prepared phase it was made from (the
 manifest: its series, lengths and source file, whose timestamps and enmo are read again) and,
@@ -42,6 +53,7 @@ from sleepdetect.experiment import Experiment
 from sleepdetect.plots import plot_actogram
 
 NIGHT_START_HOUR = 12  # nights run noon to noon, local clock time
+EXTRA_MIN_MINUTES = 30  # naps and second sleeps shorter than this are not reported
 PAIR_RULE = (
     "one onset and one wakeup per noon-to-noon night: the pair with onset before wakeup of "
     "highest onset score x wakeup score (candidates in not-worn stretches left out)"
@@ -49,6 +61,7 @@ PAIR_RULE = (
 COLUMNS = (
     "series_id",
     "night",
+    "period",
     "onset_time",
     "onset_step",
     "wakeup_time",
@@ -59,6 +72,7 @@ COLUMNS = (
     "recorded_min",
     "onset_score",
     "wakeup_score",
+    "score",
     "note",
 )
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -93,9 +107,14 @@ def timeline(series_df: pl.DataFrame, not_worn: np.ndarray | None) -> pl.DataFra
 # ---------------------------------------------------------------- the nights
 
 
-def night_report(timeline_df: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
+def night_report(
+    timeline_df: pl.DataFrame,
+    candidates: pl.DataFrame,
+    min_score: float = 0.0,
+    rest: dict[str, list[tuple[int, int, float]]] | None = None,
+) -> pl.DataFrame:
     """The per-night table (COLUMNS) of the series in `timeline_df` (see `timeline`) from their
-    `candidates` (series_id, step, event, score); see the module docstring for the pair rule."""
+    `candidates` (series_id, step, event, score); see the module docstring for the rules."""
     nights = (
         timeline_df.group_by("series_id", "night", maintain_order=True)
         .agg(
@@ -115,48 +134,101 @@ def night_report(timeline_df: pl.DataFrame, candidates: pl.DataFrame) -> pl.Data
         how="inner",
     )
     by_night = {key: part for key, part in cand.group_by("series_id", "night")}
+    night_of = _night_steps(timeline_df)
     rows = []
     for sid, night, recorded, not_worn in nights.iter_rows():
         part = by_night.get((sid, night))
-        row = _pair(part) if part is not None else {"note": "no candidates"}
-        row.setdefault("note", "")
-        if row.get("onset_step") is None and not_worn >= recorded / 2:
-            row["note"] = (
-                "not worn all day" if not_worn == recorded else f"{row['note']}; mostly not worn"
+        main = _main(part, min_score)[0] if part is not None else {"note": "no candidates"}
+        extra = _extras(timeline_df, sid, night_of[(sid, night)], main, (rest or {}).get(sid, []))
+        periods = [main, *extra]
+        main.setdefault("note", "")
+        if main.get("onset_step") is None and not_worn >= recorded / 2:
+            main["note"] = (
+                "not worn all day" if not_worn == recorded else f"{main['note']}; mostly not worn"
             )
         if recorded < _FULL_NIGHT:
             partial = f"partial night ({recorded * _STEP_MINUTES / 60:.1f} h recorded)"
-            row["note"] = f"{row['note']}; {partial}" if row.get("note") else partial
-        rows.append(
-            {
-                "series_id": sid,
-                "night": night.isoformat(),
-                "not_worn_min": not_worn * _STEP_MINUTES,
-                "recorded_min": recorded * _STEP_MINUTES,
-                **row,
-            }
-        )
-    return _table(rows)
+            main["note"] = f"{main['note']}; {partial}" if main.get("note") else partial
+        for i, period in enumerate(periods):
+            rows.append(
+                {
+                    "series_id": sid,
+                    "night": night.isoformat(),
+                    "period": "main" if i == 0 else "extra",
+                    "not_worn_min": not_worn * _STEP_MINUTES,
+                    "recorded_min": recorded * _STEP_MINUTES,
+                    **period,
+                }
+            )
+    return report_table(rows)
 
 
-def _pair(part: pl.DataFrame) -> dict:
-    """The best consistent onset/wakeup pair of one night's candidates, or a note why none."""
+def _main(part: pl.DataFrame, min_score: float) -> list[dict]:
+    """One night's main sleep period: the best consistent pair, or a note why none."""
     worn = part.filter(~pl.col("not_worn"))
     if worn.is_empty():
-        return {"note": "candidates only where not worn"}
+        return [{"note": "candidates only where not worn"}]
     onsets = worn.filter(pl.col("event") == "onset").sort("step")
     wakeups = worn.filter(pl.col("event") == "wakeup").sort("step")
     if onsets.is_empty() or wakeups.is_empty():
-        return {"note": f"no {'onset' if onsets.is_empty() else 'wakeup'} candidate"}
+        return [{"note": f"no {'onset' if onsets.is_empty() else 'wakeup'} candidate"}]
     o_step, w_step = onsets["step"].to_numpy(), wakeups["step"].to_numpy()
     joint = np.outer(onsets["score"].to_numpy(), wakeups["score"].to_numpy())
     joint = np.where(o_step[:, None] < w_step[None, :], joint, -np.inf)
     if not np.isfinite(joint).any():
-        return {"note": "no onset before a wakeup"}
+        return [{"note": "no onset before a wakeup"}]
     i, j = np.unravel_index(int(np.argmax(joint)), joint.shape)  # first max: earliest onset
-    onset, wakeup = onsets.row(int(i), named=True), wakeups.row(int(j), named=True)
-    steps = wakeup["step"] - onset["step"]
-    minutes = steps * _STEP_MINUTES
+    if joint[i, j] < min_score:
+        return [
+            {
+                "score": float(joint[i, j]),
+                "note": f"no sleep period found (best pair scores {joint[i, j]:.3f}, below "
+                f"{min_score:g})",
+            }
+        ]
+    return [_period(onsets.row(int(i), named=True), wakeups.row(int(j), named=True))]
+
+
+def _night_steps(timeline_df: pl.DataFrame) -> dict:
+    """(series_id, night) -> [first, last] step of that night."""
+    spans = timeline_df.group_by("series_id", "night").agg(
+        pl.col("step").min().alias("a"), pl.col("step").max().alias("b")
+    )
+    return {(sid, night): (a, b) for sid, night, a, b in spans.iter_rows()}
+
+
+def _extras(
+    line: pl.DataFrame,
+    sid: str,
+    span: tuple[int, int],
+    main: dict,
+    rest: list[tuple[int, int, float]],
+) -> list[dict]:
+    """Still blocks [start, stop) that start in this night, last EXTRA_MIN_MINUTES or more and
+    overlap no main period, as rows (module docstring)."""
+    a, b = main.get("onset_step"), main.get("wakeup_step")
+    out = []
+    for start, stop, score in rest:
+        if not span[0] <= start <= span[1]:
+            continue
+        if (stop - start) * _STEP_MINUTES < EXTRA_MIN_MINUTES:
+            continue
+        if a is not None and start <= b and a <= stop - 1:
+            continue
+        rows = line.filter(pl.col("series_id") == sid)
+        times = rows["local_time"]
+        first = int(rows["step"][0])
+        onset = {"step": start, "local_time": times[start - first], "score": None}
+        wakeup = {"step": stop - 1, "local_time": times[stop - 1 - first], "score": None}
+        period = _period(onset, wakeup)
+        period["score"] = score
+        period["note"] = "nap or second sleep: a still block (HDCZA's rule)"
+        out.append(period)
+    return out
+
+
+def _period(onset: dict, wakeup: dict) -> dict:
+    minutes = (wakeup["step"] - onset["step"]) * _STEP_MINUTES
     return {
         "onset_time": onset["local_time"].strftime(_TIME_FORMAT),
         "onset_step": onset["step"],
@@ -166,12 +238,14 @@ def _pair(part: pl.DataFrame) -> dict:
         "duration": f"{int(minutes // 60)}:{int(minutes % 60):02d}",
         "onset_score": onset["score"],
         "wakeup_score": wakeup["score"],
+        "score": onset["score"] * wakeup["score"] if onset["score"] is not None else None,
     }
 
 
 _SCHEMA = {
     "series_id": pl.String,
     "night": pl.String,
+    "period": pl.String,
     "onset_time": pl.String,
     "onset_step": pl.Int64,
     "wakeup_time": pl.String,
@@ -182,19 +256,26 @@ _SCHEMA = {
     "recorded_min": pl.Float64,
     "onset_score": pl.Float64,
     "wakeup_score": pl.Float64,
+    "score": pl.Float64,
     "note": pl.String,
 }
 
 
-def _table(rows: list[dict]) -> pl.DataFrame:
+def report_table(rows: list[dict]) -> pl.DataFrame:
+    """Rows (dicts, missing keys empty) as a report table of COLUMNS."""
     filled = [{c: r.get(c) for c in COLUMNS} for r in rows]
     return pl.DataFrame(filled, schema=_SCHEMA, orient="row")
+
+
+def read_report(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """A report.csv written by `write_report` or `predict`, with its column types."""
+    return pl.read_csv(path, schema=_SCHEMA)
 
 
 def format_report(table: pl.DataFrame) -> str:
     """The table as plain text, every row and column, for a terminal or a notebook."""
     shown = table.with_columns(
-        pl.col("onset_score", "wakeup_score").round(3),
+        pl.col("onset_score", "wakeup_score", "score").round(3),
         pl.col("duration_min", "not_worn_min", "recorded_min").round(1),
     ).with_columns(pl.all().cast(pl.String).fill_null(""))  # an empty night shows blanks
     with pl.Config(
@@ -368,7 +449,7 @@ def write_report(
                 events=events,
                 title=f"{sid}: {manifest.phase}, detected sleep from {submission.name}",
             ).path
-    table = pl.concat(tables) if tables else _table([])
+    table = pl.concat(tables) if tables else report_table([])
     csv = out_dir / "report.csv"
     with atomic_path(csv) as tmp:
         table.write_csv(tmp)

@@ -139,6 +139,14 @@ class HDCZA:
         raw = float(np.percentile(movement, self.percentile)) * self.multiplier
         return float(np.clip(raw, self.threshold_min, self.threshold_max))
 
+    def still(self, movement: np.ndarray, worn: np.ndarray) -> np.ndarray:
+        """Steps below the day's threshold, taken over worn steps only (as GGIR does: a
+        device lying still off the wrist would pull the percentile to 0); not-worn steps
+        are never still."""
+        if not worn.any():
+            return np.zeros(len(movement), dtype=bool)
+        return (movement < self.threshold(movement[worn])) & worn
+
     def blocks(self, still: np.ndarray) -> list[tuple[int, int]]:
         """Still blocks [start, stop) after the length rule and gap filling: step 3, longest
         first (ties: the earlier)."""
@@ -160,8 +168,7 @@ class HDCZA:
         n = len(movement)
         if n == 0 or float(np.mean(not_worn)) > self.max_not_worn:
             return []
-        threshold = self.threshold(movement)
-        still = movement < threshold
+        still = self.still(movement, np.asarray(not_worn) < 0.5)
         found = self.blocks(still)
         if not found:
             window = self._fallback(activity)
@@ -202,6 +209,19 @@ class HDCZA:
         for lo, hi in day_bounds(seconds_of_day, self.day_start_hour):
             for w in self.day_windows(movement[lo:hi], activity[lo:hi], not_worn[lo:hi]):
                 out.append(SleepWindow(w.onset + lo, w.wakeup + lo, w.score, w.kind))
+        return out
+
+    def rest_blocks(
+        self, absdiff: np.ndarray, seconds_of_day: np.ndarray, not_worn: np.ndarray
+    ) -> list[tuple[int, int, float]]:
+        """Every still block of every day, [start, stop) from step 0 with its window score:
+        the report's naps and second sleeps."""
+        movement = self.movement(absdiff)
+        out = []
+        for lo, hi in day_bounds(seconds_of_day, self.day_start_hour):
+            still = self.still(movement[lo:hi], np.asarray(not_worn[lo:hi]) < 0.5)
+            for a, b in self.blocks(still):
+                out.append((a + lo, b + lo, self._window(still, a, b, "rest", 1.0).score))
         return out
 
     # ------------------------------------------------------------ prepared series -> candidates

@@ -15,6 +15,10 @@ The rest of the path is looked up in that folder, or one or two folders deeper, 
 a dataset uploaded with `kaggle datasets create -r tar` is sometimes unpacked into a folder of
 its own name (`<slug>/<slug>/exp/fold0`). An archive Kaggle left unpacked (`exp.tar` where
 `exp/` should be) is named by `archive_instead`, so the error says so.
+
+A path written `shipped:<name>` is a bundle that ships inside the package
+(`src/sleepdetect/shipped/<name>/`), so it is found in a checkout, an installed wheel and the
+Kaggle kernel alike.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from pathlib import Path
 from sleepdetect.core.errors import InputError
 
 INPUT_PREFIX = "input:"
+SHIPPED_PREFIX = "shipped:"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped"
 KAGGLE_INPUT_ENV = "SLEEPDETECT_KAGGLE_INPUT"
 
 
@@ -88,7 +94,10 @@ def find_input(slug: str) -> Path:
 
 
 def resolve_path(path: str) -> str:
-    """`input:<slug>/rest` -> the found folder / rest; any other path as it is."""
+    """`input:<slug>/rest` -> the found folder / rest; `shipped:<name>` -> the package's
+    shipped bundle; any other path as it is."""
+    if path.startswith(SHIPPED_PREFIX):
+        return str(shipped(path.removeprefix(SHIPPED_PREFIX)))
     if not path.startswith(INPUT_PREFIX):
         return path
     slug, _, rest = path.removeprefix(INPUT_PREFIX).strip("/").partition("/")
@@ -102,6 +111,18 @@ def resolve_path(path: str) -> str:
         return str(root / rest)
     print(f"note: {path} is {found}: the dataset {slug} was unpacked a folder deeper")
     return str(found)
+
+
+def shipped(name: str) -> Path:
+    """The folder of the bundle shipped as `name`, or an InputError listing those there are."""
+    folder = SHIPPED_DIR / name
+    if not name or not (folder / "model.pt").is_file():
+        there = sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "model.pt").is_file())
+        raise InputError(
+            f"shipped:{name} is not a bundle shipped with sleepdetect; there are: "
+            f"{', '.join(there) or 'none'}"
+        )
+    return folder
 
 
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")

@@ -7,6 +7,7 @@ problem and the fix, or a documented repair announced by a `DataRepairWarning`:
 | input                                   | outcome                                              |
 |-----------------------------------------|------------------------------------------------------|
 | missing column, wrong dtype             | error                                                |
+| a `not_worn` column (from `convert`)    | kept when Boolean, else error                        |
 | empty file, not a parquet/CSV file      | error                                                |
 | NaN / infinite / null anglez or enmo    | repair: linear interpolation over steps (warning)    |
 | anglez outside -90..90                  | error (degrees expected)                             |
@@ -46,6 +47,8 @@ SERIES_SCHEMA: dict[str, pl.DataType] = {
     "anglez": pl.Float32(),
     "enmo": pl.Float32(),
 }
+# Read when present: what `convert` adds from the device (devices/epochs.py).
+OPTIONAL_COLUMNS: dict[str, pl.DataType] = {"not_worn": pl.Boolean()}
 EVENTS_COLUMNS = ("series_id", "night", "event", "step", "timestamp")
 
 
@@ -123,7 +126,15 @@ def iter_series(
     """
     path = Path(path)
     pf = _open_parquet(path)
-    _check_schema(path, pl.from_arrow(pf.schema_arrow.empty_table()).schema, list(SERIES_SCHEMA))
+    schema = pl.from_arrow(pf.schema_arrow.empty_table()).schema
+    _check_schema(path, schema, list(SERIES_SCHEMA))
+    columns = list(SERIES_SCHEMA) + [c for c in OPTIONAL_COLUMNS if c in schema]
+    for name in columns[len(SERIES_SCHEMA) :]:
+        if schema[name] != OPTIONAL_COLUMNS[name]:
+            raise InputError(
+                f"{path}: column {name!r} has dtype {schema[name]}, expected "
+                f"{OPTIONAL_COLUMNS[name]} (True where the device was not worn)"
+            )
     wanted = set(series_ids) if series_ids is not None else None
     seen: set[str] = set()
     pieces: list[pl.DataFrame] = []
@@ -134,7 +145,7 @@ def iter_series(
             return None
         return validate_series(pl.concat(pieces, rechunk=True), path)
 
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=list(SERIES_SCHEMA)):
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
         df = pl.from_arrow(batch)
         ids = df["series_id"]
         if ids.null_count():

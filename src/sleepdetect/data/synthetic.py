@@ -685,3 +685,77 @@ def _writer(path: Path) -> pq.ParquetWriter:
 def _progress(total: int):
     """A tqdm bar on terminals only (silent in tests and logs)."""
     return progress(total=total, desc="synthetic series", unit="series", disable=None)
+
+
+# ---------------------------------------------------------------- raw recordings
+
+
+@dataclass
+class RawTruth:
+    """A synthetic raw recording's known answers: its plan (nights, naps, not-worn stretches)
+    and the 5-s anglez and enmo its samples were made from."""
+
+    plan: SeriesPlan
+    anglez: np.ndarray
+    enmo: np.ndarray
+    hz: float
+
+
+def raw_plan(seed: int = 0, days: float = 4.0) -> SeriesPlan:
+    """A showcase series for raw recordings: nights, a whole not-worn day lying flat (a device
+    off the wrist reads a constant 1 g), and one 60-min nap clear of the nights."""
+    plan = make_plan(seed, 0, 0, days, role="showcase")
+    plan.nonwear = [(a, b, FLAT) for a, b, _ in plan.nonwear]
+    plan.naps = []
+    day0 = datetime.combine(plan.start_local.date(), datetime.min.time())
+    for d in range(1, plan.n_steps // STEPS_PER_DAY + 1):
+        start = (_to_utc(day0 + timedelta(days=d, hours=14)) - plan.start_utc) // STEP_SECONDS
+        stop = start + 60 * STEPS_PER_MINUTE
+        clear = all(not (a <= stop and start <= b) for a, b, _ in plan.nonwear)
+        if stop < plan.n_steps and clear:
+            plan.naps.append((int(start), int(stop)))
+            break
+    return plan
+
+
+def raw_samples(
+    anglez: np.ndarray, enmo: np.ndarray, hz: float, seed: int = 0, noise_g: float = 0.002
+) -> np.ndarray:
+    """(samples, 3) float32 x, y, z in g whose 5-s means give back `anglez` and `enmo`: each
+    step's samples point at its angle (the azimuth drifting while the arm moves) with length
+    1 + enmo, plus white sensor noise of `noise_g`."""
+    rng = np.random.default_rng(seed)
+    per_step = int(round(hz * STEP_SECONDS))
+    moving = np.abs(np.diff(anglez, prepend=anglez[:1])) > 0.5
+    azimuth = np.cumsum(rng.normal(0.0, 0.05, len(anglez)) * moving)
+    a, phi = np.radians(anglez.astype(np.float64)), azimuth
+    length = 1.0 + enmo.astype(np.float64)
+    unit = np.stack([np.cos(a) * np.cos(phi), np.cos(a) * np.sin(phi), np.sin(a)], axis=1)
+    xyz = np.repeat((unit * length[:, None]).astype(np.float32), per_step, axis=0)
+    xyz += rng.normal(0.0, noise_g, xyz.shape).astype(np.float32)
+    return xyz
+
+
+def write_raw(
+    path: str | os.PathLike[str], days: float = 4.0, hz: float = 30.0, seed: int = 0
+) -> RawTruth:
+    """A synthetic raw recording (CSV or parquet by the suffix) of time (local, with its offset)
+    and x, y, z at `hz`; returns its known answers."""
+    plan = raw_plan(seed, days)
+    anglez, enmo = generate_signal(plan, seed, 0, 0)
+    xyz = raw_samples(anglez, enmo, hz, seed)
+    per_step = int(round(hz * STEP_SECONDS))
+    ns = (plan.start_utc * 10**9 + np.arange(len(xyz), dtype=np.int64) * (STEP_SECONDS * 10**9)
+          // per_step)  # fmt: skip
+    time = pl.Series("time", ns).cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(TIME_ZONE)
+    frame = pl.DataFrame({"time": time, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            frame.write_parquet(tmp)
+        else:
+            frame.with_columns(pl.col("time").dt.strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")).write_csv(
+                tmp, float_precision=5
+            )
+    return RawTruth(plan, anglez, enmo, hz)

@@ -110,9 +110,8 @@ def _init_weights(model: SleepModel, path: str, feature_names: list[str]) -> Non
     """`model.init_from`: start from another bundle's weights (same architecture, features)."""
     if not (Path(path) / MODEL_FILE).is_file():
         raise InputError(
-            f"model.init_from={path}: no trained bundle there; train it first (for the real "
-            "recipe: python -m sleepdetect run params/synth-pretrain.yaml --only prepare,train) "
-            "or set model.init_from=null"
+            f"model.init_from={path}: no trained bundle there; train it first, start from the "
+            "shipped model (model.init_from=shipped:day_gru_synth) or set model.init_from=null"
         )
     source = load_bundle(path)
     if source.config.prepare.features != feature_names:

@@ -1,0 +1,273 @@
+"""`python -m sleepdetect predict RECORDING...`: sleep per night from recordings, with the
+model that ships, no training and no network.
+
+Each recording (a device file, a CSV or parquet of raw samples, or a competition-schema
+parquet of one or more series) goes convert (devices/) -> features -> the bundle's per-step
+scores -> candidates -> the per-night report -> `OUT/<series_id>/`: report.csv,
+candidates.csv, actogram.png and report.html (self-contained), plus predict.json, the record of
+what they came from. `OUT/summary.csv` holds every night of every recording, and with
+`--diary` `OUT/diary.csv`, `OUT/diary-summary.csv` and `OUT/bland-altman.png`.
+
+A series whose record matches (same input file, model, threshold and options) is not done
+again, so a batch stopped half-way resumes. `--workers N` runs N recordings at once;
+`--shard i/n` takes every n-th file from the i-th, for a cluster's job array. A bad file is
+named at the end; the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import torch
+import yaml
+
+from sleepdetect import __version__
+from sleepdetect.baselines.hdcza import HDCZA
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.files import atomic_path
+from sleepdetect.core.fingerprints import source_record
+from sleepdetect.core.paths import resolve_path
+from sleepdetect.core.records import check_record, write_record
+from sleepdetect.data.features import SeriesSignals, build_features
+from sleepdetect.data.io import iter_series
+from sleepdetect.devices.convert import Options, convert_file, recordings, shard
+from sleepdetect.diary import compare, read_diary
+from sleepdetect.events.postprocess import series_candidates
+from sleepdetect.experiment import model_sha256
+from sleepdetect.inference.bundles import Bundle, load_bundle
+from sleepdetect.inference.ensemble import ensemble_scores
+from sleepdetect.page import Page, write_page
+from sleepdetect.plots import plot_actogram, plot_bland_altman
+from sleepdetect.report import PAIR_RULE, night_report, read_report, report_table, timeline
+
+DEFAULT_MODEL = "shipped:day_gru_synth"
+RECORD = "predict.json"
+REPORT_SETTINGS = "report.yaml"  # beside a bundle's model.pt: its min_score, how it was chosen
+FILES = ("report.csv", "candidates.csv", "actogram.png", "report.html")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    out: Path
+    model: str = DEFAULT_MODEL
+    convert: Options = field(default_factory=Options)
+    min_score: float | None = None  # None: the model's report.yaml (0 without one)
+    workers: int = 1
+    shard: str | None = None
+    diary: Path | None = None
+
+
+@dataclass
+class Outcome:
+    """One input file's series: their tables, which were done before, and a failure."""
+
+    source: Path
+    tables: list[pl.DataFrame] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def predict(inputs: list[str], options: PredictOptions) -> tuple[list[Outcome], Path]:
+    """Every recording of `inputs` (files, folders), reported under options.out; returns the
+    outcomes and summary.csv. A recording's bad input is its outcome's error."""
+    files = shard(recordings(inputs, extensions=(".parquet",)), options.shard)
+    model_dir = Path(resolve_path(options.model))
+    load_bundle(model_dir)  # a bad model is one error before any file, not one per file
+    options.out.mkdir(parents=True, exist_ok=True)
+    if options.workers > 1 and len(files) > 1:
+        threads = max(1, (os.cpu_count() or 1) // options.workers)
+        with ProcessPoolExecutor(
+            options.workers, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
+            initargs=(threads,),
+        ) as pool:  # fmt: skip
+            outcomes = list(pool.map(predict_file, files, [options] * len(files)))
+    else:
+        outcomes = [predict_file(f, options) for f in files]
+    tables = [t for o in outcomes for t in o.tables]
+    summary = options.out / "summary.csv"
+    with atomic_path(summary) as tmp:
+        (pl.concat(tables) if tables else report_table([])).write_csv(tmp)
+    if options.diary is not None:
+        write_diary(pl.concat(tables) if tables else report_table([]), options.diary, options.out)
+    return outcomes, summary
+
+
+def predict_file(path: Path, options: PredictOptions) -> Outcome:
+    """One input file, every series in it; an InputError becomes the outcome's error."""
+    outcome = Outcome(path)
+    try:
+        bundle = load_bundle(resolve_path(options.model))
+        settings = model_settings(bundle, options.min_score)
+        for series, source, notes in _series_of(path, options):
+            sid = series["series_id"][0]
+            done = report_series(series, source, notes, bundle, settings, options.out / sid)
+            outcome.tables.append(done[0])
+            if done[1]:
+                outcome.skipped.append(sid)
+    except InputError as e:
+        outcome.error = str(e)
+    except Exception:  # a bug, not bad input: keep its traceback in the list at the end
+        outcome.error = f"{path}: unexpected error\n{traceback.format_exc()}"
+    return outcome
+
+
+def _series_of(path: Path, options: PredictOptions):
+    """(series frame, source record, notes) of each series a file holds: a competition-schema
+    parquet as it is, anything else converted first (kept in OUT/converted/)."""
+    if path.suffix.lower() == ".parquet" and _is_series_file(path):
+        source = source_record(path)
+        for df in iter_series(path):
+            yield df, source, []
+        return
+    done = convert_file(path, options.out / "converted", options.convert)
+    for df in iter_series(done.parquet):
+        yield df, done.record["source"], done.notes
+
+
+def _is_series_file(path: Path) -> bool:
+    try:
+        names = pq.read_schema(path).names
+    except Exception as e:  # noqa: BLE001 - any unreadable parquet is the user's file
+        raise InputError(f"{path}: not a readable parquet file ({e})") from e
+    return "anglez" in names and "enmo" in names
+
+
+def model_settings(bundle: Bundle, min_score: float | None) -> dict:
+    """The model's identity and its report threshold (`report.yaml` beside it, or given)."""
+    chosen = {}
+    path = bundle.path / REPORT_SETTINGS
+    if path.is_file():
+        chosen = yaml.safe_load(path.read_text()) or {}
+    return {
+        "model": str(bundle.path.name),
+        "sha256": model_sha256(bundle.path.resolve()),
+        "min_score": float(min_score if min_score is not None else chosen.get("min_score", 0.0)),
+        "min_score_from": "--min-score" if min_score is not None else str(path.name),
+        "postprocess": asdict(bundle.config.postprocess),
+    }
+
+
+def report_series(
+    series: pl.DataFrame,
+    source: dict,
+    notes: list[str],
+    bundle: Bundle,
+    settings: dict,
+    out: Path,
+) -> tuple[pl.DataFrame, bool]:
+    """One series' files in `out` (FILES), unless its record shows them made from the same
+    inputs; returns its table and whether it was skipped."""
+    inputs = {"source": source, "settings": settings, "version": __version__}
+    if check_record(out / RECORD, inputs) is None and all((out / f).is_file() for f in FILES):
+        return read_report(out / "report.csv"), True
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RECORD).unlink(missing_ok=True)  # no record: no finished report of these inputs
+    sid = series["series_id"][0]
+    features = bundle.config.prepare.features
+    signals = SeriesSignals(
+        anglez=series["anglez"].to_numpy(),
+        enmo=series["enmo"].to_numpy(),
+        seconds_of_day=series["seconds_of_day"].to_numpy(),
+    )
+    x = build_features(signals, features)
+    scores = ensemble_scores([bundle], [1.0], x, None, 16, "cpu")
+    day_repeat = x[:, features.index("day_repeat")] if "day_repeat" in features else None
+    post = bundle.config.postprocess
+    candidates = series_candidates(scores, sid, series["timestamp"][0], post, day_repeat)
+    not_worn = series["not_worn"].to_numpy() if "not_worn" in series.columns else None
+    repeat = day_repeat > 0.5 if day_repeat is not None else None
+    off = _either(not_worn, repeat, len(series))
+    line = timeline(series, off)
+    absdiff = np.abs(np.diff(signals.anglez, prepend=signals.anglez[:1]))
+    rest = HDCZA().rest_blocks(absdiff, signals.seconds_of_day, off)
+    table = night_report(line, candidates, settings["min_score"], {sid: rest})
+    with atomic_path(out / "candidates.csv") as tmp:
+        candidates.write_csv(tmp)
+    with atomic_path(out / "report.csv") as tmp:
+        table.write_csv(tmp)
+    title = f"{sid}: sleep found by {settings['model']}"
+    png = plot_actogram(line, out / "actogram.png", sleep=table, title=title).path
+    write_page(_page(sid, source, notes, settings, table, line, png), out / "report.html")
+    write_record(out / RECORD, inputs)
+    return table, False
+
+
+def _either(a: np.ndarray | None, b: np.ndarray | None, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    for flag in (a, b):
+        if flag is not None:
+            out |= flag
+    return out
+
+
+def _page(sid, source, notes, settings, table, line, png) -> Page:
+    worn_off = float(line["not_worn"].sum()) * 5 / 3600
+    first, last = line["local_time"][0], line["local_time"][-1]
+    found = int(table.filter(pl.col("period") == "main")["onset_time"].is_not_null().sum())
+    nights = int((table["period"] == "main").sum())
+    facts = {
+        "recording": str(source.get("path", "")),
+        "recorded": f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} (local clock)",
+        "not worn": f"{worn_off:.1f} h",
+        "nights with a sleep period": f"{found} of {nights}",
+        "model": f"{settings['model']} (sha256 {settings['sha256'][:16]}), sleepdetect "
+        f"{__version__}",
+        "threshold": f"a night's best onset x wakeup score must reach {settings['min_score']:g} "
+        f"(from {settings['min_score_from']})",
+        "pairs": PAIR_RULE,
+    }
+    return Page(f"Sleep report: {sid}", facts, table, {"actogram": png}, list(notes))
+
+
+def write_diary(report: pl.DataFrame, diary: Path, out: Path) -> list[str]:
+    """diary.csv, diary-summary.csv and bland-altman.png in `out`; returns the unmatched
+    diary rows (also printed by the command)."""
+    rows, problems = read_diary(diary)
+    result = compare(report, rows, problems)
+    with atomic_path(out / "diary.csv") as tmp:
+        result.nights.write_csv(tmp)
+    with atomic_path(out / "diary-summary.csv") as tmp:
+        result.summary.write_csv(tmp)
+    plot_bland_altman(result.nights, out / "bland-altman.png")
+    with atomic_path(out / "diary-unmatched.txt") as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in result.unmatched))
+    return result.unmatched
+
+
+def predict_command(inputs: list[str], options: PredictOptions) -> int:
+    """The `predict` command: reports, then the summary and every failure; exit 1 if any."""
+    outcomes, summary = predict(inputs, options)
+    failed = [o for o in outcomes if o.error]
+    for o in outcomes:
+        if o.error:
+            continue
+        for t in o.tables:
+            sid = t["series_id"][0] if len(t) else o.source.stem
+            main = t.filter(pl.col("period") == "main")
+            found = int(main["onset_time"].is_not_null().sum())
+            extra = int((t["period"] == "extra").sum())
+            state = " (unchanged, kept)" if sid in o.skipped else ""
+            print(
+                f"{options.out / sid / 'report.html'}: {found} of {len(main)} nights with sleep, "
+                f"{extra} naps or second sleeps{state}"
+            )
+    print(f"summary: {summary}")
+    if options.diary is not None:
+        print(f"diary: {options.out / 'diary-summary.csv'}, {options.out / 'bland-altman.png'}")
+        print(pl.read_csv(options.out / "diary-summary.csv"))
+        unmatched = (options.out / "diary-unmatched.txt").read_text().splitlines()
+        for line in unmatched:
+            print(f"  diary row not compared: {line}")
+    if failed:
+        print(f"\n{len(failed)} of {len(outcomes)} files failed:")
+        for o in failed:
+            print(f"  {o.error}")
+    return 1 if failed else 0
