@@ -65,11 +65,6 @@ def to_epochs(raw: Raw, series_id: str, zone: str | None = None) -> Epochs:
     first = raw.time_ns[0] // STEP_NS * STEP_NS
     step = ((raw.time_ns - first) // STEP_NS).astype(np.int64)
     n = int(step[-1]) + 1
-    if n < STEPS_PER_HOUR:
-        raise InputError(
-            f"{raw.path}: {raw.seconds / 60:.1f} min recorded; sleep needs at least an hour "
-            "(a night is best): is this the whole file?"
-        )
     count = np.bincount(step, minlength=n)
     sums = _sums(raw.xyz, step, n)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -165,6 +160,8 @@ def _carry_forward(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
 def _not_worn(sums: dict, count: np.ndarray, n: int) -> np.ndarray:
     """Per step: inside a 15-min block that some still 60-min window covers."""
     blocks = -(-n // BLOCK_STEPS)
+    if blocks < WINDOW_BLOCKS:  # under an hour: no window to judge by
+        return np.zeros(n, dtype=bool)
     block = np.arange(n) // BLOCK_STEPS
     cnt = np.bincount(block, count, blocks)
     still_axes = np.zeros(max(blocks - WINDOW_BLOCKS + 1, 0), dtype=np.int8)

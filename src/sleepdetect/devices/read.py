@@ -196,8 +196,10 @@ def _from_table(
     xyz = np.empty((len(df), 3), np.float32)
     for i, name in enumerate(axes):
         column = df[cols[name]]
-        text = column.cast(pl.String).str.strip_chars()
-        values = text.cast(pl.Float32, strict=False)
+        if column.dtype.is_numeric():
+            values = column.cast(pl.Float32)
+        else:
+            values = column.cast(pl.String).str.strip_chars().cast(pl.Float32, strict=False)
         if values.null_count():
             row = int(values.is_null().arg_max())
             raise InputError(
@@ -250,7 +252,10 @@ def _times(column: pl.Series, path: Path, name: str) -> tuple[np.ndarray, int | 
         return np.round(seconds.to_numpy() * NS).astype(np.int64), 0
     found = _OFFSET_AT_END.search(text[0] or "")
     zone = "UTC" if found else None
-    parsed = text.str.to_datetime(time_unit="ns", strict=False, time_zone=zone)
+    try:
+        parsed = text.str.to_datetime(time_unit="ns", strict=False, time_zone=zone)
+    except pl.exceptions.ComputeError:  # no format fits the first times at all
+        parsed = pl.Series([None] * len(text), dtype=pl.Datetime("ns"))
     if parsed.null_count():
         row = int(parsed.is_null().arg_max())
         raise InputError(

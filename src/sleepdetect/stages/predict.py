@@ -91,6 +91,7 @@ def predict(inputs: list[str], options: PredictOptions) -> tuple[list[Outcome], 
             outcomes = list(pool.map(predict_file, files, [options] * len(files)))
     else:
         outcomes = [predict_file(f, options) for f in files]
+    _refuse_twice(outcomes)
     tables = [t for o in outcomes for t in o.tables]
     summary = options.out / "summary.csv"
     with atomic_path(summary) as tmp:
@@ -98,6 +99,24 @@ def predict(inputs: list[str], options: PredictOptions) -> tuple[list[Outcome], 
     if options.diary is not None:
         write_diary(pl.concat(tables) if tables else report_table([]), options.diary, options.out)
     return outcomes, summary
+
+
+def _refuse_twice(outcomes: list[Outcome]) -> None:
+    """A series_id met in two files: the second file's reports overwrote the first's, so both
+    are failures, named, rather than one silently lost."""
+    first: dict[str, Outcome] = {}
+    for o in outcomes:
+        for t in o.tables:
+            sid = t["series_id"][0] if len(t) else None
+            if sid in first and first[sid] is not o:
+                for bad in (first[sid], o):
+                    bad.error = (
+                        f"series {sid!r} is in both {first[sid].source} and {o.source}; its "
+                        f"reports in {sid}/ are of one of them: predict each file into its own "
+                        "--out folder"
+                    )
+                    bad.tables = []
+            first.setdefault(sid, o)
 
 
 def predict_file(path: Path, options: PredictOptions) -> Outcome:
