@@ -397,16 +397,11 @@ def plot_bland_altman(nights: pl.DataFrame, path: str | os.PathLike[str]) -> Pat
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
     for ax, event in zip(axes[0], EVENT_COLORS, strict=True):
         diff = nights[f"{event}_diff_min"].to_numpy().astype(float)
-        pair = nights.select(pl.col(event), pl.col(f"diary_{event}"))
-        noon = pair[f"diary_{event}"].dt.truncate("1d") + pl.duration(hours=12)
-        mean_h = (
-            (
-                (pair[event] - noon).dt.total_seconds()
-                + (pair[f"diary_{event}"] - noon).dt.total_seconds()
-            )
-            / 7200  # fmt: skip
-        ).to_numpy() % 24
-        ax.scatter((mean_h + 12) % 24, diff, color=EVENT_COLORS[event], s=18)
+        detected = nights[event].to_numpy().astype("datetime64[s]")
+        diary = nights[f"diary_{event}"].to_numpy().astype("datetime64[s]")
+        mean = diary + (detected - diary) / 2
+        clock_h = (mean - mean.astype("datetime64[D]")) / np.timedelta64(1, "h")
+        ax.scatter(clock_h, diff, color=EVENT_COLORS[event], s=18)
         if len(diff) > 1:
             bias, sd = diff.mean(), diff.std(ddof=1)
             ax.axhline(bias, color="0.2", lw=1, label=f"bias {bias:+.0f} min")

@@ -52,6 +52,9 @@ DEFAULT_MODEL = "shipped:day_gru_synth"
 RECORD = "predict.json"
 REPORT_SETTINGS = "report.yaml"  # beside a bundle's model.pt: its min_score, how it was chosen
 FILES = ("report.csv", "candidates.csv", "actogram.png", "report.html")
+# what the page's table shows (report.csv has every column)
+PAGE_COLUMNS = ("night", "period", "onset_time", "wakeup_time", "duration", "not_worn_min",
+                "onset_score", "wakeup_score", "score", "note")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,9 @@ def _page(sid, source, notes, settings, table, line, png) -> Page:
         f"(from {settings['min_score_from']})",
         "pairs": PAIR_RULE,
     }
-    return Page(f"Sleep report: {sid}", facts, table, {"actogram": png}, list(notes))
+    shown = table.select(PAGE_COLUMNS).with_columns(pl.col("not_worn_min").alias("not worn (min)"))
+    shown = shown.drop("not_worn_min")
+    return Page(f"Sleep report: {sid}", facts, shown, {"actogram": png}, list(notes))
 
 
 def write_diary(report: pl.DataFrame, diary: Path, out: Path) -> list[str]:

@@ -1,0 +1,275 @@
+"""`predict`: recordings -> the shipped model -> sleep per night, with no training; the HTML
+page in a real browser, the diary comparison, batches (resume, workers, shards, bad files)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sleepdetect.cli import main
+from sleepdetect.config import load_config
+from sleepdetect.core.errors import InputError
+from sleepdetect.core.paths import resolve_path
+from sleepdetect.data.synthetic import TIME_ZONE, write_raw, write_synthetic
+from sleepdetect.devices.convert import Options
+from sleepdetect.diary import read_diary
+from sleepdetect.page import Page, write_page
+from sleepdetect.stages.predict import DEFAULT_MODEL, PredictOptions, predict
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_SHA256 = "e816f99ef8f60f766a82f8a4ca48feb323a1f7ec09be056197b4eb7d30de9c53"
+H = 720
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """A 4-day synthetic raw recording at 30 Hz with nights, a not-worn day and a nap."""
+    path = tmp_path_factory.mktemp("raw") / "wrist01.parquet"
+    return path, write_raw(path, days=4.0, hz=30.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def predicted(recording, tmp_path_factory):
+    path, truth = recording
+    out = tmp_path_factory.mktemp("reports")
+    options = PredictOptions(out=out, convert=Options(timezone=TIME_ZONE))
+    outcomes, summary = predict([str(path)], options)
+    assert outcomes[0].error is None
+    return out, truth, pl.read_csv(summary)
+
+
+def test_the_shipped_model_is_the_committed_one():
+    folder = Path(resolve_path(DEFAULT_MODEL))
+    assert hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest() == SHIPPED_SHA256
+    assert SHIPPED_SHA256 in (folder / "MADE.md").read_text()
+    cfg = load_config(REPO / "params" / "real-sample.yaml")
+    assert cfg.model.init_from == str(folder) and cfg.ensemble.outside == [str(folder)]
+    with pytest.raises(InputError, match="there are: day_gru_synth"):
+        resolve_path("shipped:nothing")
+
+
+def test_the_whole_path_recovers_planted_nights_nap_and_not_worn_day(predicted):
+    out, truth, table = predicted
+    plan = truth.plan
+    main_rows = table.filter(pl.col("period") == "main")
+    found = main_rows.drop_nulls("onset_step")
+    for k in np.flatnonzero(plan.labelled):
+        near = found.filter((pl.col("onset_step") - int(plan.onset[k])).abs() < 30 * 12)
+        assert len(near) == 1, f"night {k} not found"
+        assert abs(near["wakeup_step"][0] - int(plan.wakeup[k])) < 30 * 12
+    skipped = [k for k in range(len(plan.labelled)) if not plan.labelled[k]]
+    assert skipped  # the not-worn night: no sleep period, and the table says why
+    off = main_rows.filter(pl.col("onset_step").is_null())
+    assert len(off) == len(skipped) and off["note"].str.contains("not worn").all()
+    assert off["not_worn_min"].min() > 12 * 60
+    (nap_start, nap_stop), = plan.naps  # fmt: skip
+    extra = table.filter(pl.col("period") == "extra")
+    hit = extra.filter((pl.col("onset_step") < nap_stop) & (pl.col("wakeup_step") > nap_start))
+    assert len(hit) == 1
+    overlap = min(hit["wakeup_step"][0], nap_stop) - max(hit["onset_step"][0], nap_start)
+    assert overlap > 0.8 * (nap_stop - nap_start)
+    sid = table["series_id"][0]
+    assert sid == "wrist01"
+    for name in ("report.csv", "candidates.csv", "actogram.png", "report.html", "predict.json"):
+        assert (out / sid / name).is_file()
+
+
+def test_a_second_run_skips_what_is_done_and_redoes_what_changed(recording, predicted, capsys):
+    path, _ = recording
+    out, _, table = predicted
+    args = ["predict", str(path), "--out", str(out), "--timezone", TIME_ZONE]
+    assert main(args) == 0
+    assert "(unchanged, kept)" in capsys.readouterr().out
+    assert main([*args, "--min-score", "0.9"]) == 0  # another threshold: made again
+    printed = capsys.readouterr().out
+    assert "unchanged" not in printed
+    redone = pl.read_csv(out / "summary.csv")
+    assert redone.filter(pl.col("period") == "main")["onset_step"].null_count() == len(
+        redone.filter(pl.col("period") == "main")
+    )  # nothing reaches 0.9
+    assert main(args) == 0  # back to the model's threshold
+    assert pl.read_csv(out / "summary.csv").equals(table)
+
+
+def test_a_low_night_says_no_sleep_period_found(predicted, tmp_path, recording):
+    path, _ = recording
+    out, _, table = predicted
+    best = table.filter(pl.col("period") == "main")["score"].drop_nulls().min()
+    options = PredictOptions(out=tmp_path, convert=Options(timezone=TIME_ZONE),
+                             min_score=best + 1e-6)  # fmt: skip
+    shutil.copytree(out / "converted", tmp_path / "converted")  # converted already
+    _, summary = predict([str(path)], options)
+    rows = pl.read_csv(summary).filter(pl.col("period") == "main")
+    low = rows.filter(pl.col("score") == best)
+    assert len(low) == 1 and low["onset_time"][0] is None
+    assert low["note"][0].startswith("no sleep period found (best pair scores")
+
+
+def test_workers_and_shards_give_the_same_reports(tmp_path):
+    write_synthetic(tmp_path / "syn", n_series=2, days=1.5, seed=3)
+    series = pl.read_parquet(tmp_path / "syn" / "train_series.parquet")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for sid, part in series.group_by("series_id"):
+        part.write_parquet(folder / f"{sid[0]}.parquet")
+    one = PredictOptions(out=tmp_path / "one")
+    predict([str(folder)], one)
+    two = PredictOptions(out=tmp_path / "two", workers=2)
+    predict([str(folder)], two)
+    for k in (1, 2):
+        predict([str(folder)], PredictOptions(out=tmp_path / "shards", shard=f"{k}/2"))
+    ids = sorted(series["series_id"].unique())
+    for sid in ids:
+        first = pl.read_csv(tmp_path / "one" / sid / "report.csv")
+        assert first.equals(pl.read_csv(tmp_path / "two" / sid / "report.csv"))
+        assert first.equals(pl.read_csv(tmp_path / "shards" / sid / "report.csv"))
+    assert sorted(pl.read_csv(tmp_path / "two" / "summary.csv")["series_id"].unique()) == ids
+
+
+def test_a_batch_goes_past_bad_files_and_lists_them(tmp_path, capsys):
+    write_synthetic(tmp_path / "syn", n_series=2, days=1.5, seed=4)
+    series = pl.read_parquet(tmp_path / "syn" / "train_series.parquet")
+    first, second = series.partition_by("series_id", maintain_order=True)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first.write_parquet(folder / "good.parquet")
+    second.write_parquet(folder / "dup1.parquet")
+    second.write_parquet(folder / "dup2.parquet")  # the same series in two files
+    (folder / "broken.gt3x").write_bytes(b"PK\x03\x04 not really")
+    (folder / "empty.csv").write_text("")
+    code = main(["predict", str(folder), "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "4 of 5 files failed" in printed
+    assert "broken.gt3x: not a readable .gt3x file" in printed
+    assert "empty.csv: not a readable CSV" in printed
+    assert f"series '{second['series_id'][0]}' is in both" in printed
+    good = pl.read_csv(tmp_path / "out" / "summary.csv")
+    assert good["series_id"].unique().to_list() == [first["series_id"][0]]
+
+
+def test_diary_differences_summary_and_unmatched_rows(predicted, recording, tmp_path):
+    path, _ = recording
+    out, _, table = predicted
+    main_rows = table.filter((pl.col("period") == "main") & pl.col("onset_time").is_not_null())
+    lines = ["recording,date,onset,wakeup"]
+    shifts = []
+    for i, row in enumerate(main_rows.head(2).iter_rows(named=True)):
+        onset = pl.Series([row["onset_time"]]).str.to_datetime()[0]
+        wakeup = pl.Series([row["wakeup_time"]]).str.to_datetime()[0]
+        d = 10 * (i + 1)  # the diary says 10 (then 20) min later onset, 5 min earlier wakeup
+        shifts.append(d)
+        on, wk = onset + timedelta(minutes=d), wakeup - timedelta(minutes=5)
+        lines.append(f"wrist01,{row['night']},{on:%H:%M:%S},{wk:%H:%M:%S}")
+    lines += [
+        "wrist01,2018-09-19,23:00,07:00",  # the not-worn night: no period detected
+        "wrist02,2018-09-18,23:00,07:00",  # no such recording
+        "wrist01,2019-01-01,23:00,07:00",  # no such night
+        "wrist01,2018-09-20,late,07:00",  # does not parse
+    ]
+    diary = tmp_path / "diary.csv"
+    diary.write_text("\n".join(lines) + "\n")
+    shutil.copytree(out, tmp_path / "out")
+    code = main(["predict", str(path), "--out", str(tmp_path / "out"), "--timezone", TIME_ZONE,
+                 "--diary", str(diary)])  # fmt: skip
+    assert code == 0
+    nights = pl.read_csv(tmp_path / "out" / "diary.csv")
+    assert nights["onset_diff_min"].to_list() == pytest.approx([-s for s in shifts], abs=1 / 60)
+    assert nights["wakeup_diff_min"].to_list() == pytest.approx([5.0, 5.0], abs=1 / 60)
+    summary = pl.read_csv(tmp_path / "out" / "diary-summary.csv")
+    onset = summary.filter(pl.col("event") == "onset").row(0, named=True)
+    assert onset["nights"] == 2 and onset["mean_diff_min"] == pytest.approx(-15, abs=0.1)
+    assert onset["mean_abs_diff_min"] == pytest.approx(15, abs=0.1)
+    unmatched = (tmp_path / "out" / "diary-unmatched.txt").read_text()
+    assert "wrist01, 2018-09-19: no sleep period was detected that night" in unmatched
+    assert "wrist02, 2018-09-18: no recording of that name was reported" in unmatched
+    assert "wrist01, 2019-01-01: the recording has no such night" in unmatched
+    assert "line 7 (wrist01, 2018-09-20): 'late' is not a time" in unmatched
+    assert (tmp_path / "out" / "bland-altman.png").stat().st_size > 10_000
+
+
+def test_bad_diary_files(tmp_path):
+    with pytest.raises(InputError, match="no such diary file"):
+        read_diary(tmp_path / "none.csv")
+    (tmp_path / "d.csv").write_text("recording,date,onset\nr,2024-01-01,22:00\n")
+    with pytest.raises(InputError, match="column 'wakeup' is missing"):
+        read_diary(tmp_path / "d.csv")
+
+
+# ---------------------------------------------------------------- the page in a browser
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    _chromium() is None, reason="headless Chromium absent: apt-get install chromium"
+)
+def test_the_html_report_shows_its_table_and_picture_in_chromium(predicted, tmp_path):
+    out, _, table = predicted
+    page = out / "wrist01" / "report.html"
+    text = page.read_text()
+    assert "http" not in text.replace("http-equiv", "")  # nothing to fetch: self-contained
+    # the same page plus a probe that writes what the browser rendered into the DOM
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        text.replace(
+            "</body>",
+            "<script>window.onload = () => { const i = document.querySelector('img');"
+            "document.body.insertAdjacentHTML('beforeend', `<p id=probe>rows=${"
+            "document.querySelectorAll('tbody tr').length} img=${i.naturalWidth}x"
+            "${i.naturalHeight}</p>`); };</script></body>",
+        )
+    )
+    dom = subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            "--virtual-time-budget=5000",
+            probe.as_uri(),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,  # fmt: skip
+    ).stdout
+    found = dom.split('id="probe">')[1].split("</p>")[0]
+    rows, size = found.split()
+    assert int(rows.removeprefix("rows=")) == len(table)
+    width, height = (int(v) for v in size.removeprefix("img=").split("x"))
+    assert width > 500 and height > 200  # the actogram decoded from the page itself
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1200,900",
+            page.as_uri(),
+        ],  # fmt: skip
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 20_000  # a page with text and a picture, not a blank one
+
+
+def test_page_escapes_text_from_the_data(tmp_path):
+    table = pl.DataFrame({"series_id": ["<b>x</b>"], "period": ["main"], "onset_time": [None]})
+    html = (write_page(Page("t & <t>", {"k": "<v>"}, table), tmp_path / "p.html")).read_text()
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "t &amp; &lt;t&gt;" in html and 'class="none"' in html
