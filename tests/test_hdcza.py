@@ -8,6 +8,7 @@ median keeps their edges exactly.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,11 @@ import pytest
 from sleepdetect.baselines.hdcza import HDCZA, build_baseline, day_bounds, prepared_inputs
 from sleepdetect.config import ConfigError, load_config
 from sleepdetect.core.constants import STEPS_PER_DAY
+from sleepdetect.data.io import read_series
 from sleepdetect.experiment import Experiment
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from hdcza_skdh import compare  # noqa: E402  (the oracle comparison, also a bench script)
 
 PARAMS = Path(__file__).resolve().parents[1] / "params" / "hdcza.yaml"
 NOON = 12 * 3600
@@ -194,3 +199,32 @@ def test_a_baseline_with_bundles_is_refused(tmp_path) -> None:
 
 def test_build_baseline_takes_ints_for_floats() -> None:
     assert build_baseline("hdcza", {"multiplier": 15}).multiplier == 15
+
+
+def test_the_threshold_comes_from_worn_time_only() -> None:
+    """A day with 8 h off the wrist lying still (no angle change at all): over the whole day
+    the 10th percentile is 0 and the threshold falls to its floor (0.13), so a night of small
+    movements (0.2 degrees) is not still; over worn time it is, as GGIR does it."""
+    n = STEPS_PER_DAY
+    absdiff = np.full(n, 5.0)
+    absdiff[9000:15000] = 0.2  # the night: small movements
+    absdiff[: 8 * 720] = 0.0  # 12:00-20:00 not worn, lying flat
+    not_worn = np.zeros(n)
+    not_worn[: 8 * 720] = 1
+    hdcza = HDCZA(max_not_worn=0.5)
+    movement = hdcza.movement(absdiff)
+    assert hdcza.threshold(movement) == 0.13  # what the whole day would give
+    windows = hdcza.series_windows(absdiff, np.ones(n), clock(n), not_worn)
+    assert [(w.onset, w.wakeup) for w in windows] == [(9000, 14999)]
+    rest = hdcza.rest_blocks(absdiff, clock(n), not_worn)
+    assert [(a, b) for a, b, _ in rest] == [(9000, 15000)]  # not the flat not-worn block
+
+
+def test_hdcza_agrees_with_skdh_on_the_real_nights(real_data_dir) -> None:
+    """SKDH's own TSO window (an independent implementation) on the same 5-s angles of the
+    real series, night by night: bench/hdcza_skdh.py prints the table."""
+    table = compare(read_series(real_data_dir / "train_series.parquet"))
+    diffs = np.abs(table.select("onset_diff_min", "wakeup_diff_min").to_numpy())
+    assert len(table) >= 10
+    assert np.median(diffs) <= 0.5  # minutes: the same steps, give or take one
+    assert (diffs <= 5).mean() >= 0.9

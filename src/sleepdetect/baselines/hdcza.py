@@ -140,12 +140,11 @@ class HDCZA:
         return float(np.clip(raw, self.threshold_min, self.threshold_max))
 
     def still(self, movement: np.ndarray, worn: np.ndarray) -> np.ndarray:
-        """Steps below the day's threshold, taken over worn steps only (as GGIR does: a
-        device lying still off the wrist would pull the percentile to 0); not-worn steps
-        are never still."""
+        """Steps below the day's threshold, its percentile taken over worn steps only, as
+        GGIR does: a device lying still off the wrist for hours would pull it to 0."""
         if not worn.any():
             return np.zeros(len(movement), dtype=bool)
-        return (movement < self.threshold(movement[worn])) & worn
+        return movement < self.threshold(movement[worn])
 
     def blocks(self, still: np.ndarray) -> list[tuple[int, int]]:
         """Still blocks [start, stop) after the length rule and gap filling: step 3, longest
@@ -214,12 +213,13 @@ class HDCZA:
     def rest_blocks(
         self, absdiff: np.ndarray, seconds_of_day: np.ndarray, not_worn: np.ndarray
     ) -> list[tuple[int, int, float]]:
-        """Every still block of every day, [start, stop) from step 0 with its window score:
-        the report's naps and second sleeps."""
+        """Every still block in worn time of every day, [start, stop) from step 0 with its
+        window score: the report's naps and second sleeps."""
         movement = self.movement(absdiff)
         out = []
         for lo, hi in day_bounds(seconds_of_day, self.day_start_hour):
-            still = self.still(movement[lo:hi], np.asarray(not_worn[lo:hi]) < 0.5)
+            worn = np.asarray(not_worn[lo:hi]) < 0.5
+            still = self.still(movement[lo:hi], worn) & worn
             for a, b in self.blocks(still):
                 out.append((a + lo, b + lo, self._window(still, a, b, "rest", 1.0).score))
         return out
