@@ -269,3 +269,34 @@ def test_series_and_score_pictures(tmp_path):
         first_timestamp=df["timestamp"][0],
     )
     assert matplotlib.image.imread(png).shape[:2] == (round(4.8 * 90), 14 * 90)
+
+
+def test_nights_follow_the_local_clock_across_daylight_saving():
+    """New York, 2018-11-04: the clock goes back at 02:00, so the night of the 3rd lasts 25
+    hours and the next noon starts a new night by the clock, not 24 h after the last."""
+    n = 3 * DAY
+    t0 = dt.datetime(2018, 11, 2, 16, 0, tzinfo=dt.timezone.utc)  # 12:00 -0400
+    utc = pl.datetime_range(t0, t0 + dt.timedelta(seconds=5 * (n - 1)), "5s", eager=True)
+    stamps = utc.dt.convert_time_zone("America/New_York").dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+    df = pl.DataFrame(
+        {
+            "series_id": "s1",
+            "step": np.arange(n, dtype=np.int64),
+            "timestamp": stamps,
+            "anglez": np.zeros(n, np.float32),
+            "enmo": np.zeros(n, np.float32),
+        }
+    )
+    line = timeline(df, None)
+    onset = 35 * H  # 23:00 on the 3rd: 24 h of the 2nd's night, then 11 h
+    wakeup = onset + 9 * H  # 9 h later: 07:00 by the clock set back
+    cand = _candidates([("onset", onset, 0.8), ("wakeup", wakeup, 0.7)])
+    table = night_report(line, cand)
+    assert table["night"].to_list() == ["2018-11-02", "2018-11-03", "2018-11-04"]
+    assert table["recorded_min"].to_list()[:2] == [24 * 60, 25 * 60]
+    second = table.row(1, named=True)
+    assert (second["onset_time"], second["wakeup_time"]) == (
+        "2018-11-03 23:00:00",
+        "2018-11-04 07:00:00",
+    )
+    assert second["duration_min"] == 9 * 60  # elapsed time, not the clock's 8 h
