@@ -25,7 +25,8 @@ def test_params_file_changes_exactly_the_keys_it_writes(params):
     for key, default in defaults.items():
         if key in written:
             expected = written[key]
-            if key in ("data.dir", "infer.bundles"):  # `input:` paths are looked up
+            # `input:` and `shipped:` paths are looked up
+            if key in ("data.dir", "infer.bundles", "model.init_from", "ensemble.outside"):
                 expected = (
                     [resolve_path(b) for b in expected]
                     if isinstance(expected, list)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ from sleepdetect.cli import main
 from sleepdetect.config import load_config
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.paths import resolve_path
-from sleepdetect.data.synthetic import TIME_ZONE, write_raw, write_synthetic
+from sleepdetect.data.io import read_events, read_series
+from sleepdetect.data.synthetic import TIME_ZONE, timestamps, write_raw, write_synthetic
 from sleepdetect.devices.convert import Options
 from sleepdetect.diary import read_diary
 from sleepdetect.page import Page, write_page
@@ -273,3 +274,29 @@ def test_page_escapes_text_from_the_data(tmp_path):
     html = (write_page(Page("t & <t>", {"k": "<v>"}, table), tmp_path / "p.html")).read_text()
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
     assert "t &amp; &lt;t&gt;" in html and 'class="none"' in html
+
+
+def test_convert_with_a_diary_writes_a_training_folder(tmp_path, capsys):
+    truth = write_raw(tmp_path / "raw" / "wrist01.csv", days=4.0, hz=10.0, seed=0)
+    plan = truth.plan
+    labelled = [k for k in range(len(plan.onset)) if plan.labelled[k]][:2]
+    times = timestamps(plan, np.r_[plan.onset[labelled], plan.wakeup[labelled]]).to_list()
+    lines = ["recording,date,onset,wakeup"]
+    for i in range(len(labelled)):
+        onset, wakeup = times[i], times[i + len(labelled)]
+        night = (datetime.fromisoformat(onset[:19]) - timedelta(hours=12)).date()
+        lines.append(f"wrist01,{night},{onset[11:16]},{wakeup[11:16]}")
+    lines.append("nobody,2018-09-18,22:00,07:00")
+    (tmp_path / "diary.csv").write_text("\n".join(lines) + "\n")
+    code = main(["convert", str(tmp_path / "raw"), "--out", str(tmp_path / "mine"),
+                 "--timezone", TIME_ZONE, "--labels", str(tmp_path / "diary.csv")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    events = read_events(tmp_path / "mine" / "train_events.csv")  # the competition's reader
+    assert events["step"].to_list() == [
+        s for k in labelled for s in (plan.onset[k], plan.wakeup[k])
+    ]
+    series = read_series(tmp_path / "mine" / "train_series.parquet")
+    assert len(series) == plan.n_steps
+    assert "nobody, 2018-09-18: no recording of that name" in printed
+    assert printed.count("taken as a night without sleep") == len(plan.onset) - len(labelled)

@@ -12,8 +12,17 @@ from collections.abc import Sequence
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from sleepdetect.data.synthetic import write_synthetic
+    from sleepdetect.core.errors import InputError
+    from sleepdetect.data.synthetic import write_raw, write_synthetic
 
+    if args.raw:
+        truth = write_raw(args.raw, days=args.days, hz=args.hz, seed=args.seed)
+        print(f"{args.raw}: {truth.plan.n_steps * 5 / 86400:.1f} days at {args.hz:g} Hz "
+              f"(time zone America/New_York), {len(truth.plan.naps)} nap, "
+              f"{len(truth.plan.nonwear)} not-worn stretch(es)")  # fmt: skip
+        return 0
+    if args.out is None:
+        raise InputError("synth: give --out FOLDER (competition files) or --raw FILE")
     paths = write_synthetic(args.out, n_series=args.series, days=args.days, seed=args.seed)
     for p in paths:
         print(p)
@@ -88,9 +97,18 @@ def _convert_options(args: argparse.Namespace):
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from sleepdetect.devices.convert import convert_command
 
-    return convert_command(args.files, args.out, _convert_options(args), args.shard)
+    code, converted = convert_command(args.files, args.out, _convert_options(args), args.shard)
+    if args.labels and converted:
+        from sleepdetect.stages.labels import write_training
+
+        for line in write_training(converted, Path(args.labels), Path(args.out)):
+            print(f"  labels: {line}")
+        print(f"training folder: {args.out} (train_series.parquet, train_events.csv)")
+    return code
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -161,10 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
         "synth",
         "write synthetic competition files (official schema)",
         "Writes train_series.parquet, train_events.csv and test_series.parquet to --out: series\n"
-        "drawn from a generator fitted to the real data, for trying everything without it.",
-        ["synth --out data/synthetic --series 24 --days 6"],
+        "drawn from a generator fitted to the real data, for trying everything without it.\n"
+        "With --raw FILE instead, one raw recording of time, x, y, z (a device's samples) with\n"
+        "nights, a nap and a not-worn day, for trying convert and predict.",
+        [
+            "synth --out data/synthetic --series 24 --days 6",
+            "synth --raw data/raw/wrist01.csv --days 4 --hz 30",
+        ],  # fmt: skip
     )
-    p.add_argument("--out", required=True, help="folder for the three competition files")
+    p.add_argument("--out", default=None, help="folder for the three competition files")
+    p.add_argument("--raw", default=None, help="instead: one raw recording (.csv or .parquet)")
+    p.add_argument("--hz", type=float, default=30.0, help="--raw: samples a second")
     p.add_argument("--series", type=int, default=8, help="number of series")
     p.add_argument("--days", type=float, default=6.0, help="mean days per series")
     p.add_argument("--seed", type=int, default=0)
@@ -295,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", help="device files or folders of them")
     p.add_argument("--out", required=True, help="folder for the converted series")
+    p.add_argument(
+        "--labels", default=None, help="a diary CSV: also write train_series + train_events"
+    )
     _device_arguments(p)
     p.set_defaults(func=_cmd_convert)
 

@@ -128,11 +128,11 @@ def convert_file(path: Path, out_dir: Path, options: Options) -> Converted:
 
 def convert_command(
     inputs: list[str], out: str, options: Options, shard_spec: str | None = None
-) -> int:
-    """The `convert` command: every file (a bad one is named at the end), exit 1 if any
-    failed."""
+) -> tuple[int, list[Converted]]:
+    """The `convert` command: every file (a bad one is named at the end); the exit status (1
+    if any failed) and the recordings converted."""
     files = shard(recordings(inputs), shard_spec)
-    failed = []
+    failed, converted = [], []
     for path in files:
         try:
             done = convert_file(path, Path(out), options)
@@ -140,6 +140,7 @@ def convert_command(
             failed.append(str(e))
             print(f"FAILED {path}: see the end")
             continue
+        converted.append(done)
         s = done.record["stats"]
         state = "unchanged, kept" if done.skipped else "converted"
         print(
@@ -152,4 +153,4 @@ def convert_command(
         print(f"\n{len(failed)} of {len(files)} files failed:")
         for line in failed:
             print(f"  {line}")
-    return 1 if failed else 0
+    return (1 if failed else 0), converted

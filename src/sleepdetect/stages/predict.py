@@ -82,8 +82,7 @@ def predict(inputs: list[str], options: PredictOptions) -> tuple[list[Outcome], 
     """Every recording of `inputs` (files, folders), reported under options.out; returns the
     outcomes and summary.csv. A recording's bad input is its outcome's error."""
     files = shard(recordings(inputs, extensions=(".parquet",)), options.shard)
-    model_dir = Path(resolve_path(options.model))
-    load_bundle(model_dir)  # a bad model is one error before any file, not one per file
+    load_bundle(resolve_path(options.model))  # a bad model: one error, before any file
     options.out.mkdir(parents=True, exist_ok=True)
     if options.workers > 1 and len(files) > 1:
         threads = max(1, (os.cpu_count() or 1) // options.workers)
@@ -96,11 +95,12 @@ def predict(inputs: list[str], options: PredictOptions) -> tuple[list[Outcome], 
         outcomes = [predict_file(f, options) for f in files]
     _refuse_twice(outcomes)
     tables = [t for o in outcomes for t in o.tables]
+    nights = pl.concat(tables) if tables else report_table([])
     summary = options.out / "summary.csv"
     with atomic_path(summary) as tmp:
-        (pl.concat(tables) if tables else report_table([])).write_csv(tmp)
+        nights.write_csv(tmp)
     if options.diary is not None:
-        write_diary(pl.concat(tables) if tables else report_table([]), options.diary, options.out)
+        write_diary(nights, options.diary, options.out)
     return outcomes, summary
 
 
