@@ -16,7 +16,7 @@ and ahead of both peers.
   own: --wristpy-python /tmp/wpy/bin/python after `pip install wristpy` there; skipped
   without it).
 
-    .venv/bin/python bench/devices.py [--days 7] [--hz 100] [--wristpy-python PATH]
+    .venv/bin/python bench/devices.py [--days 7] [--hz 100] [--wristpy-python PATH] [--no-peers]
 """
 
 from __future__ import annotations
@@ -32,17 +32,20 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-PREDICT = r"""
+# each measuring child starts with this: rows of (stage, seconds, peak memory so far)
+MARK = r"""
 import json, resource, sys, time
-from pathlib import Path
 t0 = time.perf_counter(); rows = []
 def mark(stage, since):
     rows.append({"stage": stage, "s": time.perf_counter() - since,
                  "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
     return time.perf_counter()
+"""
+
+PREDICT = MARK + r"""
+from pathlib import Path
 from sleepdetect.data.io import iter_series
 from sleepdetect.devices.calibrate import calibrate
-from sleepdetect.devices.convert import Options, convert_file
 from sleepdetect.devices.epochs import to_epochs
 from sleepdetect.devices.read import read_raw
 from sleepdetect.inference.bundles import load_bundle
@@ -60,18 +63,12 @@ settings = model_settings(bundle, None)
 series = next(iter_series(out / "week.parquet")); t = mark("predict: read the series", t)
 report_series(series, {"path": str(path)}, epochs.notes, bundle, settings, out / "week")
 t = mark("predict: model + report (csv, actogram, html)", t)
-rows.append({"stage": "whole predict", "s": time.perf_counter() - t0,
-             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
+mark("whole predict", t0)
 print(json.dumps(rows))
 """
 
-SKDH = r"""
-import json, resource, sys, time, warnings
-t0 = time.perf_counter(); rows = []
-def mark(stage, since):
-    rows.append({"stage": stage, "s": time.perf_counter() - since,
-                 "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
-    return time.perf_counter()
+SKDH = MARK + r"""
+import warnings
 import numpy as np
 from sleepdetect.devices.read import NS, read_raw
 from skdh.preprocessing import AccelThresholdWearDetection, CalibrateAccelerometer
@@ -88,8 +85,7 @@ t = mark("SKDH: wear", t)
 days = GetDayWindowIndices(bases=12, periods=24).predict(time=time_s, fs=fs)
 out = Sleep(day_window=(12, 24)).predict(time=time_s, accel=accel, fs=fs, wear=wear, **days)
 t = mark("SKDH: sleep (TSO + sleep windows)", t)
-rows.append({"stage": "SKDH to its sleep windows", "s": time.perf_counter() - t0,
-             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
+mark("SKDH to its sleep windows", t0)
 print(json.dumps(rows))
 """
 
@@ -109,6 +105,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--hz", type=float, default=100.0)
     parser.add_argument("--wristpy-python", default=None, help="a Python with wristpy installed")
+    parser.add_argument("--no-peers", action="store_true", help="time sleepdetect only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -124,8 +121,9 @@ def main() -> None:
         out.mkdir()
         data = str(tmp / "week.parquet")
         rows = run([sys.executable, "-c", PREDICT, data, str(out)])
-        rows += run([sys.executable, "-c", SKDH, data])
-        if args.wristpy_python:
+        if not args.no_peers:
+            rows += run([sys.executable, "-c", SKDH, data])
+        if args.wristpy_python and not args.no_peers:
             rows += run([args.wristpy_python, str(HERE / "devices_wristpy.py"), data])
     print(f"recording: {args.days:g} days at {args.hz:g} Hz, written in {made:.0f} s "
           f"({size:.2f} GB parquet); {os.cpu_count()} cores")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
 from sleepdetect.core.constants import STEPS_PER_DAY
@@ -16,6 +17,7 @@ from sleepdetect.data.features import (
     SeriesSignals,
     build_features,
     check_feature_names,
+    not_worn_of,
     resolve_feature,
 )
 
@@ -143,3 +145,18 @@ def test_every_registered_feature_is_reachable_by_name():
         fn, kwargs = resolve_feature(f"{name}_3" if name in ROLLING else name)
         assert fn is FEATURES.get(name)
         assert kwargs == ({"window": 3} if name in ROLLING else {})
+
+
+def test_not_worn_joins_repeated_days_and_the_devices_own_column():
+    n = 3 * STEPS_PER_DAY
+    rng = np.random.default_rng(0)
+    anglez = rng.normal(0, 20, n).astype(np.float32)
+    anglez[2 * STEPS_PER_DAY :] = anglez[STEPS_PER_DAY : 2 * STEPS_PER_DAY]  # day 3 repeats day 2
+    device = np.zeros(n, bool)
+    device[1000:2000] = True  # what convert found
+    df = pl.DataFrame({"step": np.arange(n), "anglez": anglez, "enmo": np.zeros(n, np.float32)})
+    repeat = not_worn_of(df)
+    assert repeat[2 * STEPS_PER_DAY :].all() and not repeat[1000:2000].any()
+    both = not_worn_of(df.with_columns(pl.Series("not_worn", device)))
+    assert both[1000:2000].all() and both[2 * STEPS_PER_DAY :].all()
+    assert both.sum() == repeat.sum() + 1000

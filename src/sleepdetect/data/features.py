@@ -113,16 +113,21 @@ def day_repeat(s: SeriesSignals, max_days: int = 3, min_run: int = 720) -> np.nd
 
 def not_worn_of(series_df: pl.DataFrame, prepared: np.ndarray | None = None) -> np.ndarray:
     """Bool per step, True where the device was not worn: the prepared `day_repeat` feature
-    when the series was prepared with it, else the same feature computed from the signals."""
-    if prepared is not None:
-        return np.asarray(prepared) > 0.5
+    when the series was prepared with it, else the same feature computed from the signals;
+    and, in a series `convert` wrote, its `not_worn` column (the device's own detection)."""
     df = series_df.sort("step")
-    signals = SeriesSignals(
-        anglez=df["anglez"].to_numpy(),
-        enmo=df["enmo"].to_numpy(),
-        seconds_of_day=np.zeros(len(df), dtype=np.int32),  # day_repeat compares by lag only
-    )
-    return day_repeat(signals) > 0.5
+    if prepared is not None:
+        flag = np.asarray(prepared) > 0.5
+    else:
+        signals = SeriesSignals(
+            anglez=df["anglez"].to_numpy(),
+            enmo=df["enmo"].to_numpy(),
+            seconds_of_day=np.zeros(len(df), dtype=np.int32),  # day_repeat compares by lag only
+        )
+        flag = day_repeat(signals) > 0.5
+    if "not_worn" in df.columns:
+        flag = flag | df["not_worn"].to_numpy()
+    return flag
 
 
 def _drop_short_runs(flag: np.ndarray, min_run: int) -> np.ndarray:

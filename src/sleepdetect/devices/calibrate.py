@@ -28,11 +28,17 @@ def calibrate(raw: Raw) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = CalibrateAccelerometer(min_hours=MIN_HOURS).predict(
-            time=time_s, accel=raw.xyz.astype(np.float64), fs=raw.sample_rate, apply=False
+            time=time_s,
+            accel=raw.xyz,
+            fs=raw.sample_rate,
+            apply=False,  # float32: no copy
         )
     said = "; ".join(str(w.message) for w in caught)
     if "offset" not in fit or said:  # SKDH warns when it keeps the data as it is
         return {"applied": False, "why": said or "no calibration fit"}
     offset, scale = np.asarray(fit["offset"]), np.asarray(fit["scale"])
-    raw.xyz = ((raw.xyz + offset) * scale).astype(np.float32)
+    if not raw.xyz.flags.writeable:  # a reader's buffer
+        raw.xyz = raw.xyz.copy()
+    raw.xyz += offset.astype(np.float32)  # in place: a week's samples are GBs
+    raw.xyz *= scale.astype(np.float32)
     return {"applied": True, "offset": offset.round(5).tolist(), "scale": scale.round(5).tolist()}

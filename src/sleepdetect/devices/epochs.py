@@ -63,7 +63,8 @@ def to_epochs(raw: Raw, series_id: str, zone: str | None = None) -> Epochs:
             "Europe/London (daylight saving followed) or --utc-offset +01:00"
         )
     first = raw.time_ns[0] // STEP_NS * STEP_NS
-    step = ((raw.time_ns - first) // STEP_NS).astype(np.int64)
+    step = raw.time_ns - first  # one array of the samples' length, then in place
+    step //= STEP_NS
     n = int(step[-1]) + 1
     count = np.bincount(step, minlength=n)
     sums = _sums(raw.xyz, step, n)
@@ -183,7 +184,10 @@ def _clipped(raw: Raw) -> int:
     if raw.dynamic_range is None:
         return 0
     limit = raw.dynamic_range - CLIP_MARGIN
-    return int((np.abs(raw.xyz) >= limit).any(axis=1).sum())
+    return sum(
+        int((np.abs(raw.xyz[lo : lo + _CHUNK]) >= limit).any(axis=1).sum())
+        for lo in range(0, len(raw.xyz), _CHUNK)
+    )
 
 
 def _timestamps(first_ns: int, n: int, offset_s: int | None, tz: ZoneInfo | None) -> pl.Series:

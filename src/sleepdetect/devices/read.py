@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.registry import Registry
@@ -169,44 +172,59 @@ def read_csv(path: Path, sample_rate: float | None = None, start: str | None = N
         df = pl.read_csv(path, infer_schema_length=0)  # all text: parsed and checked below
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not a readable CSV ({e})") from e
-    return _from_table(df, path, "CSV", sample_rate, start)
+    # each column is taken out of the frame, so it is freed once copied
+    return _from_table(df.columns, df.height, df.drop_in_place, path, "CSV", sample_rate, start)
 
 
 @DEVICE_FORMATS.register(".parquet")
 def read_parquet(path: Path, sample_rate: float | None = None, start: str | None = None) -> Raw:
     """A parquet table of raw samples, laid out as the CSV (competition-schema series, of
-    anglez and enmo, need no conversion: `predict` reads them as they are)."""
+    anglez and enmo, need no conversion: `predict` reads them as they are). Read a column at a
+    time: a week at 100 Hz is 60M rows."""
     try:
-        df = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as e:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{path}: not a readable parquet file ({e})") from e
-    return _from_table(df, path, "parquet", sample_rate, start)
+
+    def column(name: str) -> pl.Series:
+        return pl.read_parquet(path, columns=[name]).to_series()
+
+    names = meta.schema.to_arrow_schema().names
+    return _from_table(names, meta.num_rows, column, path, "parquet", sample_rate, start)
 
 
 def _from_table(
-    df: pl.DataFrame, path: Path, fmt: str, sample_rate: float | None, start: str | None
+    names: list[str],
+    n: int,
+    column: Callable[[str], pl.Series],
+    path: Path,
+    fmt: str,
+    sample_rate: float | None,
+    start: str | None,
 ) -> Raw:
-    cols = {c.strip().lower(): c for c in df.columns}
+    """Samples from a table of `n` rows with columns `names`, each taken with `column`."""
+    cols = {c.strip().lower(): c for c in names}
     axes = next((a for a in _AXES if all(n in cols for n in a)), None)
     if axes is None:
         raise InputError(
-            f"{path}: no x, y, z columns (got {', '.join(df.columns) or 'none'}); name the "
+            f"{path}: no x, y, z columns (got {', '.join(names) or 'none'}); name the "
             "axes x, y, z (acceleration in g) in the header"
         )
-    xyz = np.empty((len(df), 3), np.float32)
+    xyz = np.empty((n, 3), np.float32)
     for i, name in enumerate(axes):
-        column = df[cols[name]]
-        if column.dtype.is_numeric():
-            values = column.cast(pl.Float32)
+        raw = column(cols[name])
+        if raw.dtype.is_numeric():
+            values = raw.cast(pl.Float32)
         else:
-            values = column.cast(pl.String).str.strip_chars().cast(pl.Float32, strict=False)
+            values = raw.cast(pl.String).str.strip_chars().cast(pl.Float32, strict=False)
         if values.null_count():
             row = int(values.is_null().arg_max())
             raise InputError(
-                f"{path}: column {cols[name]!r} row {row + 1}: {column[row]!r} is not a "
+                f"{path}: column {cols[name]!r} row {row + 1}: {raw[row]!r} is not a "
                 "number; fix or delete that row"
             )
         xyz[:, i] = values.to_numpy()
+        del raw, values
     time_col = next((cols[n] for n in _TIME_NAMES if n in cols), None)
     offset, notes = None, []
     if time_col is None:
@@ -217,17 +235,17 @@ def _from_table(
                 "--sample-rate 50)"
             )
         first, offset = _parse_one(start, f"{path}: --start")
-        time_ns = first + np.round(np.arange(len(df)) * NS / sample_rate).astype(np.int64)
+        time_ns = first + np.round(np.arange(n) * NS / sample_rate).astype(np.int64)
         return Raw(path, fmt, time_ns, xyz, float(sample_rate), offset, None, notes)
-    time_ns, offset = _times(df[time_col], path, time_col)
-    if len(time_ns) > 1 and np.any(np.diff(time_ns) == 0):  # rounded to the second
+    time_ns, offset = _times(column(time_col), path, time_col)
+    if np.any(time_ns[1:] == time_ns[:-1]):  # rounded to the second
         if sample_rate is None:
             raise InputError(
                 f"{path}: times repeat (rounded to the second?); give the sample rate "
                 "(--sample-rate HZ) and the times are counted from the first one"
             )
         notes.append(f"times repeat: counted from the first at {sample_rate:g} Hz")
-        time_ns = time_ns[0] + np.round(np.arange(len(df)) * NS / sample_rate).astype(np.int64)
+        time_ns = time_ns[0] + np.round(np.arange(n) * NS / sample_rate).astype(np.int64)
     span = max(int(time_ns[-1] - time_ns[0]), 1) if len(time_ns) else 1
     rate = sample_rate or (len(time_ns) - 1) * NS / span
     return Raw(path, fmt, time_ns, xyz, float(rate), offset, None, notes)
@@ -311,7 +329,7 @@ def _float(text: str | None) -> float | None:
 
 def _check_time(raw: Raw) -> None:
     """Times must run forward; a file whose clock goes back is damaged (or two joined)."""
-    back = np.flatnonzero(np.diff(raw.time_ns) < 0)
+    back = np.flatnonzero(raw.time_ns[1:] < raw.time_ns[:-1])
     if len(back):
         i = int(back[0])
         at = datetime.fromtimestamp(raw.time_ns[i] / NS, tz=timezone.utc).replace(tzinfo=None)

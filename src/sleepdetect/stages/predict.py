@@ -36,7 +36,7 @@ from sleepdetect.core.files import atomic_path
 from sleepdetect.core.fingerprints import source_record
 from sleepdetect.core.paths import resolve_path
 from sleepdetect.core.records import check_record, write_record
-from sleepdetect.data.features import SeriesSignals, build_features
+from sleepdetect.data.features import SeriesSignals, build_features, not_worn_of
 from sleepdetect.data.io import iter_series
 from sleepdetect.devices.convert import Options, convert_file, recordings, shard
 from sleepdetect.diary import compare, read_diary
@@ -204,9 +204,7 @@ def report_series(
     day_repeat = x[:, features.index("day_repeat")] if "day_repeat" in features else None
     post = bundle.config.postprocess
     candidates = series_candidates(scores, sid, series["timestamp"][0], post, day_repeat)
-    not_worn = series["not_worn"].to_numpy() if "not_worn" in series.columns else None
-    repeat = day_repeat > 0.5 if day_repeat is not None else None
-    off = _either(not_worn, repeat, len(series))
+    off = not_worn_of(series, day_repeat)
     line = timeline(series, off)
     absdiff = np.abs(np.diff(signals.anglez, prepend=signals.anglez[:1]))
     rest = HDCZA().rest_blocks(absdiff, signals.seconds_of_day, off)
@@ -220,14 +218,6 @@ def report_series(
     write_page(_page(sid, source, notes, settings, table, line, png), out / "report.html")
     write_record(out / RECORD, inputs)
     return table, False
-
-
-def _either(a: np.ndarray | None, b: np.ndarray | None, n: int) -> np.ndarray:
-    out = np.zeros(n, dtype=bool)
-    for flag in (a, b):
-        if flag is not None:
-            out |= flag
-    return out
 
 
 def _page(sid, source, notes, settings, table, line, png) -> Page:
