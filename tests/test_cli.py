@@ -58,3 +58,14 @@ def test_models_lists_every_model_and_the_baselines_beside_them(capsys):
     for name in BASELINES.names():
         row = next(line for line in baselines.splitlines()[2:] if line.split()[0] == name)
         assert all(f in row for f in BASELINES.get(name).features)
+
+
+def test_synth_raw_writes_a_recording_convert_reads(tmp_path, capsys):
+    path = tmp_path / "wrist.csv"
+    assert main(["synth", "--raw", str(path), "--days", "4", "--hz", "5"]) == 0
+    assert "1 nap" in capsys.readouterr().out
+    assert path.read_text().splitlines()[0] == "time,x,y,z"
+    assert main(["convert", str(path), "--out", str(tmp_path / "out"), "--no-calibrate"]) == 0
+    assert (tmp_path / "out" / "wrist.parquet").is_file()
+    assert main(["synth"]) == 2  # neither --out nor --raw: one clear line
+    assert "give --out FOLDER" in capsys.readouterr().err
