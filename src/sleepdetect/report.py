@@ -138,7 +138,7 @@ def night_report(
     rows = []
     for sid, night, recorded, not_worn in nights.iter_rows():
         part = by_night.get((sid, night))
-        main = _main(part, min_score)[0] if part is not None else {"note": "no candidates"}
+        main = _main(part, min_score) if part is not None else {"note": "no candidates"}
         extra = _extras(timeline_df, sid, night_of[(sid, night)], main, (rest or {}).get(sid, []))
         periods = [main, *extra]
         main.setdefault("note", "")
@@ -163,30 +163,28 @@ def night_report(
     return report_table(rows)
 
 
-def _main(part: pl.DataFrame, min_score: float) -> list[dict]:
+def _main(part: pl.DataFrame, min_score: float) -> dict:
     """One night's main sleep period: the best consistent pair, or a note why none."""
     worn = part.filter(~pl.col("not_worn"))
     if worn.is_empty():
-        return [{"note": "candidates only where not worn"}]
+        return {"note": "candidates only where not worn"}
     onsets = worn.filter(pl.col("event") == "onset").sort("step")
     wakeups = worn.filter(pl.col("event") == "wakeup").sort("step")
     if onsets.is_empty() or wakeups.is_empty():
-        return [{"note": f"no {'onset' if onsets.is_empty() else 'wakeup'} candidate"}]
+        return {"note": f"no {'onset' if onsets.is_empty() else 'wakeup'} candidate"}
     o_step, w_step = onsets["step"].to_numpy(), wakeups["step"].to_numpy()
     joint = np.outer(onsets["score"].to_numpy(), wakeups["score"].to_numpy())
     joint = np.where(o_step[:, None] < w_step[None, :], joint, -np.inf)
     if not np.isfinite(joint).any():
-        return [{"note": "no onset before a wakeup"}]
+        return {"note": "no onset before a wakeup"}
     i, j = np.unravel_index(int(np.argmax(joint)), joint.shape)  # first max: earliest onset
     if joint[i, j] < min_score:
-        return [
-            {
-                "score": float(joint[i, j]),
-                "note": f"no sleep period found (best pair scores {joint[i, j]:.3f}, below "
-                f"{min_score:g})",
-            }
-        ]
-    return [_period(onsets.row(int(i), named=True), wakeups.row(int(j), named=True))]
+        return {
+            "score": float(joint[i, j]),
+            "note": f"no sleep period found (best pair scores {joint[i, j]:.3f}, below "
+            f"{min_score:g})",
+        }
+    return _period(onsets.row(int(i), named=True), wakeups.row(int(j), named=True))
 
 
 def _night_steps(timeline_df: pl.DataFrame) -> dict:
@@ -207,6 +205,8 @@ def _extras(
     """Still blocks [start, stop) that start in this night, last EXTRA_MIN_MINUTES or more and
     overlap no main period, as rows (module docstring)."""
     a, b = main.get("onset_step"), main.get("wakeup_step")
+    rows = line.filter(pl.col("series_id") == sid)
+    times, first = rows["local_time"], int(rows["step"][0])
     out = []
     for start, stop, score in rest:
         if not span[0] <= start <= span[1]:
@@ -215,9 +215,6 @@ def _extras(
             continue
         if a is not None and start <= b and a <= stop - 1:
             continue
-        rows = line.filter(pl.col("series_id") == sid)
-        times = rows["local_time"]
-        first = int(rows["step"][0])
         onset = {"step": start, "local_time": times[start - first], "score": None}
         wakeup = {"step": stop - 1, "local_time": times[stop - 1 - first], "score": None}
         period = _period(onset, wakeup)

@@ -138,18 +138,16 @@ def read_geneactiv(path: Path, sample_rate: float | None = None, start: str | No
 @DEVICE_FORMATS.register(".cwa")
 def read_cwa(path: Path, sample_rate: float | None = None, start: str | None = None) -> Raw:
     data = _actfast(path)
-    tables = data["timeseries"]
-    acc = tables.get("high_frequency") or tables["acceleration"]
-    t = acc["datetime"]
-    measured = (len(t) - 1) * NS / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else np.nan
+    config = data["metadata"].get("configuration", {})
+    acc = data["timeseries"]["high_frequency"]
     return Raw(
         path=path,
         format=data["format"],
-        time_ns=t,
+        time_ns=acc["datetime"],
         xyz=acc["acceleration"],
-        sample_rate=sample_rate or float(measured),
-        offset_s=None,  # .cwa files hold no time zone
-        dynamic_range=None,
+        sample_rate=sample_rate or float(config.get("sample_rate_hz", "nan")),
+        offset_s=None,  # an Axivity stores no time zone (its metadata says -1)
+        dynamic_range=_float(config.get("accelerometer_range_g")),
         notes=list(data.get("warnings") or []),
     )
 
