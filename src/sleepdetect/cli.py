@@ -114,11 +114,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sleepdetect.stages.predict import PredictOptions, predict_command
+    from sleepdetect.stages.predict import DEFAULT_MODEL, PredictOptions, predict_command
 
     options = PredictOptions(
         out=Path(args.out),
-        model=args.model,
+        model=args.model or DEFAULT_MODEL,
         convert=_convert_options(args),
         min_score=args.min_score,
         workers=args.workers,
@@ -128,8 +128,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return predict_command(args.files, options)
 
 
-def _device_arguments(p: argparse.ArgumentParser) -> None:
-    """What a file may not say about itself, and how to split a batch."""
+def _device_arguments(p: argparse.ArgumentParser, out: str) -> None:
+    """The recordings and the output folder, what a file may not say about itself, and how
+    to split a batch (`convert` and `predict` alike)."""
+    p.add_argument("files", nargs="+", help="recordings (device files, CSV, parquet) or folders")
+    p.add_argument("--out", required=True, help=out)
     p.add_argument("--timezone", default=None, help="IANA zone, e.g. Europe/London (follows DST)")
     p.add_argument("--utc-offset", default=None, help="the device clock's offset, e.g. -05:00")
     p.add_argument("--sample-rate", type=float, default=None, help="Hz, when the file lacks it")
@@ -318,12 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
             "convert wrist.csv --out data/converted --timezone America/New_York --sample-rate 50",
         ],
     )
-    p.add_argument("files", nargs="+", help="device files or folders of them")
-    p.add_argument("--out", required=True, help="folder for the converted series")
+    _device_arguments(p, out="folder for the converted series")
     p.add_argument(
         "--labels", default=None, help="a diary CSV: also write train_series + train_events"
     )
-    _device_arguments(p)
     p.set_defaults(func=_cmd_convert)
 
     p = _command(
@@ -340,15 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
             "predict recordings/ --out reports --workers 2 --shard 1/4",
         ],
     )
-    p.add_argument("files", nargs="+", help="recordings or folders of them")
-    p.add_argument("--out", required=True, help="folder for the reports")
-    p.add_argument("--model", default="shipped:day_gru_synth", help="a bundle folder")
+    _device_arguments(p, out="folder for the reports")
+    p.add_argument("--model", default=None, help="a bundle folder (default: the shipped one)")
     p.add_argument(
         "--min-score", type=float, default=None, help="night threshold (default: the model's)"
     )
     p.add_argument("--diary", default=None, help="CSV of recording, date, onset, wakeup")
     p.add_argument("--workers", type=int, default=1, help="recordings processed at once")
-    _device_arguments(p)
     p.set_defaults(func=_cmd_predict)
     return parser
 
