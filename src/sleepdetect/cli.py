@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         "nights, a nap and a not-worn day, for trying convert and predict.",
         [
             "synth --out data/synthetic --series 24 --days 6",
-            "synth --raw data/raw/wrist01.csv --days 4 --hz 30",
+            "synth --raw data/raw/wrist01.parquet --days 4 --hz 30",
         ],  # fmt: skip
     )
     p.add_argument("--out", default=None, help="folder for the three competition files")
