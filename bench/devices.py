@@ -42,7 +42,9 @@ def mark(stage, since):
     return time.perf_counter()
 """
 
-PREDICT = MARK + r"""
+PREDICT = (
+    MARK
+    + r"""
 from pathlib import Path
 from sleepdetect.data.io import iter_series
 from sleepdetect.devices.calibrate import calibrate
@@ -66,8 +68,11 @@ t = mark("predict: model + report (csv, actogram, html)", t)
 mark("whole predict", t0)
 print(json.dumps(rows))
 """
+)
 
-SKDH = MARK + r"""
+SKDH = (
+    MARK
+    + r"""
 import warnings
 import numpy as np
 from sleepdetect.devices.read import NS, read_raw
@@ -88,6 +93,7 @@ t = mark("SKDH: sleep (TSO + sleep windows)", t)
 mark("SKDH to its sleep windows", t0)
 print(json.dumps(rows))
 """
+)
 
 
 def run(argv: list[str]) -> list[dict]:
