@@ -145,10 +145,12 @@ def test_a_batch_goes_past_bad_files_and_lists_them(tmp_path, capsys):
     second.write_parquet(folder / "dup2.parquet")  # the same series in two files
     (folder / "broken.gt3x").write_bytes(b"PK\x03\x04 not really")
     (folder / "empty.csv").write_text("")
+    (folder / "torn.parquet").write_bytes(b"PAR1 cut short")
     code = main(["predict", str(folder), "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
     assert code == 1
-    assert "4 of 5 files failed" in printed
+    assert "5 of 6 files failed" in printed
+    assert "torn.parquet: not a readable parquet file" in printed
     assert "broken.gt3x: not a readable .gt3x file" in printed
     assert "empty.csv: not a readable CSV" in printed
     assert f"series '{second['series_id'][0]}' is in both" in printed

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import yaml
@@ -157,7 +158,7 @@ def _series_of(path: Path, options: PredictOptions):
 def _is_series_file(path: Path) -> bool:
     try:
         names = pq.read_schema(path).names
-    except Exception as e:  # noqa: BLE001 - any unreadable parquet is the user's file
+    except (pa.ArrowInvalid, OSError) as e:  # not parquet, or unreadable: the user's file
         raise InputError(f"{path}: not a readable parquet file ({e})") from e
     return "anglez" in names and "enmo" in names
 
