@@ -117,7 +117,8 @@ def adversarial(table: pl.DataFrame, folds: int = 5) -> tuple[np.ndarray, dict[s
         model.fit(x[fold != k], y[fold != k])
         oof[fold == k] = model.predict_proba(x[fold == k])[:, 1]
         gain += model.booster_.feature_importance("gain")
-    return oof, dict(sorted(zip(names, gain / gain.sum()), key=lambda kv: -kv[1]))
+    shares = zip(names, gain / gain.sum(), strict=True)
+    return oof, dict(sorted(shares, key=lambda kv: -kv[1]))
 
 
 def picture(table: pl.DataFrame, path: Path) -> None:
@@ -162,13 +163,13 @@ def main() -> None:
     y = table["real"].to_numpy()
     result = {"windows": {"real": int(y.sum()), "synthetic": int((1 - y).sum())},
               "auc": auc(y, oof), "auc_by_state": {}, "gain": gain}  # fmt: skip
-    print(f"adversarial AUC (5 folds of whole days): {result['auc']:.3f}   (0.5: indistinguishable)")
+    print(f"adversarial AUC (5 folds of whole days): {result['auc']:.3f} (0.5: indistinguishable)")
     for state in STATES:
         mask = (table["state"] == state).to_numpy()
         if 0 < y[mask].sum() < mask.sum():
             result["auc_by_state"][state] = auc(y[mask], oof[mask])
-            print(f"  {state:13} {result['auc_by_state'][state]:.3f}  "
-                  f"({int(y[mask].sum())} real, {int((1 - y[mask]).sum())} synthetic windows)")  # fmt: skip
+            counts = f"{int(y[mask].sum())} real, {int((1 - y[mask]).sum())} synthetic windows"
+            print(f"  {state:13} {result['auc_by_state'][state]:.3f}  ({counts})")
     print("features that give the synthetic data away (share of gain):")
     for name, share in list(gain.items())[:8]:
         print(f"  {name:20} {share:.3f}")
