@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sleepdetect.config import load_config
@@ -16,6 +17,7 @@ from sleepdetect.training.fold import train
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
+from realism import auc  # noqa: E402
 from scale import StepTimer, run_measured  # noqa: E402
 
 # A child that owns 200 MB and maps a 200 MB file that it and a forked process both read.
@@ -107,3 +109,11 @@ def test_gpu_bench_tiny_runs_every_row_on_the_cpu():
     infer = result["infer"]
     assert infer["projected_h_5_folds"] == pytest.approx(5 * infer["projected_h_one_model"])
     assert (Path(result["ddp"]["bundle"]) / "model.pt").is_file()
+
+
+def test_realism_auc_is_the_chance_a_real_window_ranks_above_a_synthetic_one():
+    y = np.array([1, 1, 0, 0])
+    assert auc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 1.0
+    assert auc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 0.0
+    assert auc(y, np.full(4, 0.5)) == 0.5  # ties count half
+    assert auc(y, np.array([0.9, 0.2, 0.5, 0.1])) == 0.75  # 3 of the 4 pairs in order
