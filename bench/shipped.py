@@ -32,6 +32,7 @@ from sleepdetect.data.features import not_worn_of
 from sleepdetect.data.io import read_events, read_series
 from sleepdetect.events.metric import event_detection_ap_table
 from sleepdetect.inference.bundles import load_bundle
+from sleepdetect.report import timeline
 from sleepdetect.stages.predict import DEFAULT_MODEL, REPORT_SETTINGS, model_settings, report_series
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,12 +133,10 @@ def main() -> None:
 
 
 def _night_spans(series: pl.DataFrame) -> pl.DataFrame:
-    """night (noon-to-noon, local) -> its first and last step."""
-    local = series["timestamp"].str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S")
-    night = local.dt.offset_by("-12h").dt.date().cast(pl.String)
+    """night (the report's: noon to noon, local) -> its first and last step."""
     return (
-        pl.DataFrame({"night": night, "step": series["step"].cast(pl.Int64)})
-        .group_by("night")
+        timeline(series, None)
+        .group_by(pl.col("night").cast(pl.String))
         .agg(pl.col("step").min().alias("first_step"), pl.col("step").max().alias("last_step"))
     )
 

@@ -41,7 +41,7 @@ def predicted(recording, tmp_path_factory):
     path, truth = recording
     out = tmp_path_factory.mktemp("reports")
     options = PredictOptions(out=out, convert=Options(timezone=TIME_ZONE))
-    outcomes, summary = predict([str(path)], options)
+    outcomes, summary, _ = predict([str(path)], options)
     assert outcomes[0].error is None
     return out, truth, pl.read_csv(summary)
 
@@ -106,7 +106,7 @@ def test_a_low_night_says_no_sleep_period_found(predicted, tmp_path, recording):
     options = PredictOptions(out=tmp_path, convert=Options(timezone=TIME_ZONE),
                              min_score=best + 1e-6)  # fmt: skip
     shutil.copytree(out / "converted", tmp_path / "converted")  # converted already
-    _, summary = predict([str(path)], options)
+    _, summary, _ = predict([str(path)], options)
     rows = pl.read_csv(summary).filter(pl.col("period") == "main")
     low = rows.filter(pl.col("score") == best)
     assert len(low) == 1 and low["onset_time"][0] is None

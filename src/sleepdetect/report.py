@@ -135,11 +135,14 @@ def night_report(
     )
     by_night = {key: part for key, part in cand.group_by("series_id", "night")}
     night_of = _night_steps(timeline_df)
+    parts = timeline_df.partition_by("series_id", as_dict=True)
+    clock = {sid: part["local_time"] for (sid,), part in parts.items()}  # step i at row i
     rows = []
     for sid, night, recorded, not_worn in nights.iter_rows():
         part = by_night.get((sid, night))
         main = _main(part, min_score) if part is not None else {"note": "no candidates"}
-        extra = _extras(timeline_df, sid, night_of[(sid, night)], main, (rest or {}).get(sid, []))
+        span = night_of[(sid, night)]
+        extra = _extras(clock[sid], span, main, (rest or {}).get(sid, []))
         periods = [main, *extra]
         main.setdefault("note", "")
         if main.get("onset_step") is None and not_worn >= recorded / 2:
@@ -196,17 +199,15 @@ def _night_steps(timeline_df: pl.DataFrame) -> dict:
 
 
 def _extras(
-    line: pl.DataFrame,
-    sid: str,
+    times: pl.Series,
     span: tuple[int, int],
     main: dict,
     rest: list[tuple[int, int, float]],
 ) -> list[dict]:
     """Still blocks [start, stop) that start in this night, last EXTRA_MIN_MINUTES or more and
-    overlap no main period, as rows (module docstring)."""
+    overlap no main period, as rows (module docstring). `times`: the series' local clock, step
+    by step from step 0."""
     a, b = main.get("onset_step"), main.get("wakeup_step")
-    rows = line.filter(pl.col("series_id") == sid)
-    times, first = rows["local_time"], int(rows["step"][0])
     out = []
     for start, stop, score in rest:
         if not span[0] <= start <= span[1]:
@@ -215,8 +216,8 @@ def _extras(
             continue
         if a is not None and start <= b and a <= stop - 1:
             continue
-        onset = {"step": start, "local_time": times[start - first], "score": None}
-        wakeup = {"step": stop - 1, "local_time": times[stop - 1 - first], "score": None}
+        onset = {"step": start, "local_time": times[start], "score": None}
+        wakeup = {"step": stop - 1, "local_time": times[stop - 1], "score": None}
         period = _period(onset, wakeup)
         period["score"] = score
         period["note"] = "nap or second sleep: a still block (HDCZA's rule)"

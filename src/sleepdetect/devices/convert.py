@@ -17,7 +17,7 @@ from pathlib import Path
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.files import atomic_path
 from sleepdetect.core.fingerprints import source_change, source_record
-from sleepdetect.core.records import read_record, write_record
+from sleepdetect.core.records import change, read_record, write_record
 from sleepdetect.devices.calibrate import calibrate
 from sleepdetect.devices.epochs import to_epochs
 from sleepdetect.devices.read import DEVICE_FORMATS, read_raw
@@ -53,10 +53,10 @@ def series_id_of(path: str | os.PathLike[str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "recording"
 
 
-def recordings(inputs: list[str], extensions: tuple[str, ...] = ()) -> list[Path]:
+def recordings(inputs: list[str]) -> list[Path]:
     """The files named, with the readable files of each folder named (sorted); an InputError
     for a missing path or two recordings of one series_id."""
-    known = tuple(DEVICE_FORMATS.names()) + extensions
+    known = tuple(DEVICE_FORMATS.names())
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -100,7 +100,7 @@ def convert_file(path: Path, out_dir: Path, options: Options) -> Converted:
     if (
         old is not None
         and parquet.is_file()
-        and {k: old.get(k) for k in wanted} == wanted
+        and change({k: old.get(k) for k in wanted}, wanted) is None
         and source_change(old["source"], path) is None
     ):
         return Converted(path, sid, parquet, old, skipped=True, notes=old.get("notes", []))

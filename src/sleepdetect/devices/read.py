@@ -94,23 +94,42 @@ def _actfast(path: Path) -> dict:
         ) from e
 
 
+def _from_actfast(
+    path: Path,
+    data: dict,
+    table: str,
+    sample_rate: float | None,
+    offset_s: int | None,
+    dynamic_range: float | None,
+    notes: tuple[str, ...] = (),
+) -> Raw:
+    """A Raw of actfast's `table` (its datetime and acceleration), with what the file says."""
+    samples = data["timeseries"][table]
+    return Raw(
+        path=path,
+        format=data["format"],
+        time_ns=samples["datetime"],
+        xyz=samples["acceleration"],
+        sample_rate=float("nan") if sample_rate is None else sample_rate,
+        offset_s=offset_s,
+        dynamic_range=dynamic_range,
+        notes=[*(data.get("warnings") or []), *notes],
+    )
+
+
 @DEVICE_FORMATS.register(".gt3x")
 def read_gt3x(path: Path, sample_rate: float | None = None, start: str | None = None) -> Raw:
     data = _actfast(path)
     info = data["metadata"].get("info", {})
-    acc = data["timeseries"]["acceleration"]
-    notes = list(data.get("warnings") or [])
-    if data["metadata"].get("device_feature_enabled", {}).get("sleep_mode") == "true":
-        notes.append("idle sleep mode was on: the device stopped sampling while still")
-    return Raw(
-        path=path,
-        format=data["format"],
-        time_ns=acc["datetime"],
-        xyz=acc["acceleration"],
-        sample_rate=sample_rate or float(info.get("Sample Rate", "nan")),
-        offset_s=parse_offset(info.get("TimeZone"), f"{path}: TimeZone"),
-        dynamic_range=_float(info.get("Acceleration Max")),
-        notes=notes,
+    idle = data["metadata"].get("device_feature_enabled", {}).get("sleep_mode") == "true"
+    return _from_actfast(
+        path,
+        data,
+        "acceleration",
+        sample_rate or _float(info.get("Sample Rate")),
+        parse_offset(info.get("TimeZone"), f"{path}: TimeZone"),
+        _float(info.get("Acceleration Max")),
+        ("idle sleep mode was on: the device stopped sampling while still",) if idle else (),
     )
 
 
@@ -119,19 +138,16 @@ def read_geneactiv(path: Path, sample_rate: float | None = None, start: str | No
     data = _actfast(path)
     config = data["metadata"].get("Configuration Info", {})
     caps = data["metadata"].get("Device Capabilities", {})
-    hf = data["timeseries"]["high_frequency"]
     zone = config.get("Time Zone", "").replace("GMT", "").strip()
     rng = re.findall(r"[\d.]+", caps.get("Accelerometer Range", ""))
     rate = re.findall(r"[\d.]+", config.get("Measurement Frequency", ""))
-    return Raw(
-        path=path,
-        format=data["format"],
-        time_ns=hf["datetime"],
-        xyz=hf["acceleration"],
-        sample_rate=sample_rate or (float(rate[0]) if rate else float("nan")),
-        offset_s=parse_offset(zone or None, f"{path}: Time Zone"),
-        dynamic_range=float(rng[-1]) if rng else None,
-        notes=list(data.get("warnings") or []),
+    return _from_actfast(
+        path,
+        data,
+        "high_frequency",
+        sample_rate or (float(rate[0]) if rate else None),
+        parse_offset(zone or None, f"{path}: Time Zone"),
+        float(rng[-1]) if rng else None,
     )
 
 
@@ -139,16 +155,13 @@ def read_geneactiv(path: Path, sample_rate: float | None = None, start: str | No
 def read_cwa(path: Path, sample_rate: float | None = None, start: str | None = None) -> Raw:
     data = _actfast(path)
     config = data["metadata"].get("configuration", {})
-    acc = data["timeseries"]["high_frequency"]
-    return Raw(
-        path=path,
-        format=data["format"],
-        time_ns=acc["datetime"],
-        xyz=acc["acceleration"],
-        sample_rate=sample_rate or float(config.get("sample_rate_hz", "nan")),
-        offset_s=None,  # an Axivity stores no time zone (its metadata says -1)
-        dynamic_range=_float(config.get("accelerometer_range_g")),
-        notes=list(data.get("warnings") or []),
+    return _from_actfast(
+        path,
+        data,
+        "high_frequency",
+        sample_rate or _float(config.get("sample_rate_hz")),
+        None,  # an Axivity stores no time zone (its metadata says -1)
+        _float(config.get("accelerometer_range_g")),
     )
 
 
@@ -202,7 +215,7 @@ def _from_table(
 ) -> Raw:
     """Samples from a table of `n` rows with columns `names`, each taken with `column`."""
     cols = {c.strip().lower(): c for c in names}
-    axes = next((a for a in _AXES if all(n in cols for n in a)), None)
+    axes = next((a for a in _AXES if all(c in cols for c in a)), None)
     if axes is None:
         raise InputError(
             f"{path}: no x, y, z columns (got {', '.join(names) or 'none'}); name the "
@@ -233,7 +246,7 @@ def _from_table(
                 "--sample-rate 50)"
             )
         first, offset = _parse_one(start, f"{path}: --start")
-        time_ns = first + np.round(np.arange(n) * NS / sample_rate).astype(np.int64)
+        time_ns = _counted(first, n, sample_rate)
         return Raw(path, fmt, time_ns, xyz, float(sample_rate), offset, None, notes)
     time_ns, offset = _times(column(time_col), path, time_col)
     if np.any(time_ns[1:] == time_ns[:-1]):  # rounded to the second
@@ -243,10 +256,16 @@ def _from_table(
                 "(--sample-rate HZ) and the times are counted from the first one"
             )
         notes.append(f"times repeat: counted from the first at {sample_rate:g} Hz")
-        time_ns = time_ns[0] + np.round(np.arange(n) * NS / sample_rate).astype(np.int64)
+        time_ns = _counted(time_ns[0], n, sample_rate)
     span = max(int(time_ns[-1] - time_ns[0]), 1) if len(time_ns) else 1
     rate = sample_rate or (len(time_ns) - 1) * NS / span
     return Raw(path, fmt, time_ns, xyz, float(rate), offset, None, notes)
+
+
+def _counted(first_ns: int, n: int, rate: float) -> np.ndarray:
+    """Times of `n` samples at `rate` Hz from `first_ns`: for files whose times are missing or
+    rounded."""
+    return first_ns + np.round(np.arange(n) * NS / rate).astype(np.int64)
 
 
 _OFFSET_AT_END = re.compile(r"(Z|[+-]\d\d:?\d\d)$")

@@ -19,8 +19,7 @@ import polars as pl
 from sleepdetect.core.files import atomic_path
 from sleepdetect.devices.convert import Converted
 from sleepdetect.diary import read_diary
-
-_LOCAL = "%Y-%m-%dT%H:%M:%S"
+from sleepdetect.report import timeline
 
 
 def write_training(converted: list[Converted], diary: Path, out: Path) -> list[str]:
@@ -31,8 +30,8 @@ def write_training(converted: list[Converted], diary: Path, out: Path) -> list[s
     events, missing = [], []
     for part in series.partition_by("series_id", maintain_order=True):
         sid = part["series_id"][0]
-        local = part["timestamp"].str.slice(0, 19).str.to_datetime(_LOCAL)
-        nights = (local.dt.offset_by("-12h").dt.date()).unique().sort().to_list()
+        line = timeline(part, None)  # the report's local clock and nights
+        local, nights = line["local_time"], line["night"].unique().sort().to_list()
         mine = rows.filter(pl.col("series_id") == sid)
         known = set(mine["night"].to_list())
         missing += [f"{sid}, {n}: no diary row, taken as a night without sleep" for n in nights
@@ -59,7 +58,7 @@ def write_training(converted: list[Converted], diary: Path, out: Path) -> list[s
             "event": pl.String,
             "step": pl.Int64,
             "timestamp": pl.String,
-        },  # fmt: skip
+        },
         orient="row",
     )
     with atomic_path(out / "train_events.csv") as tmp:

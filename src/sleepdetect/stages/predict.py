@@ -32,6 +32,7 @@ import yaml
 
 from sleepdetect import __version__
 from sleepdetect.baselines.hdcza import HDCZA
+from sleepdetect.core.constants import STEP_SECONDS
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.files import atomic_path
 from sleepdetect.core.fingerprints import source_record
@@ -40,7 +41,7 @@ from sleepdetect.core.records import check_record, write_record
 from sleepdetect.data.features import SeriesSignals, build_features, not_worn_of
 from sleepdetect.data.io import iter_series
 from sleepdetect.devices.convert import Options, convert_file, recordings, shard
-from sleepdetect.diary import compare, read_diary
+from sleepdetect.diary import Comparison, compare, read_diary
 from sleepdetect.events.postprocess import series_candidates
 from sleepdetect.experiment import model_sha256
 from sleepdetect.inference.bundles import Bundle, load_bundle
@@ -79,10 +80,13 @@ class Outcome:
     error: str | None = None
 
 
-def predict(inputs: list[str], options: PredictOptions) -> tuple[list[Outcome], Path]:
+def predict(
+    inputs: list[str], options: PredictOptions
+) -> tuple[list[Outcome], Path, Comparison | None]:
     """Every recording of `inputs` (files, folders), reported under options.out; returns the
-    outcomes and summary.csv. A recording's bad input is its outcome's error."""
-    files = shard(recordings(inputs, extensions=(".parquet",)), options.shard)
+    outcomes, summary.csv and, with a diary, its comparison. A recording's bad input is its
+    outcome's error."""
+    files = shard(recordings(inputs), options.shard)
     load_bundle(resolve_path(options.model))  # a bad model: one error, before any file
     options.out.mkdir(parents=True, exist_ok=True)
     if options.workers > 1 and len(files) > 1:
@@ -100,9 +104,8 @@ def predict(inputs: list[str], options: PredictOptions) -> tuple[list[Outcome], 
     summary = options.out / "summary.csv"
     with atomic_path(summary) as tmp:
         nights.write_csv(tmp)
-    if options.diary is not None:
-        write_diary(nights, options.diary, options.out)
-    return outcomes, summary
+    diary = write_diary(nights, options.diary, options.out) if options.diary else None
+    return outcomes, summary, diary
 
 
 def _refuse_twice(outcomes: list[Outcome]) -> None:
@@ -222,7 +225,7 @@ def report_series(
 
 
 def _page(sid, source, notes, settings, table, line, png) -> Page:
-    worn_off = float(line["not_worn"].sum()) * 5 / 3600
+    worn_off = float(line["not_worn"].sum()) * STEP_SECONDS / 3600
     first, last = line["local_time"][0], line["local_time"][-1]
     found = int(table.filter(pl.col("period") == "main")["onset_time"].is_not_null().sum())
     nights = int((table["period"] == "main").sum())
@@ -237,14 +240,12 @@ def _page(sid, source, notes, settings, table, line, png) -> Page:
         f"(from {settings['min_score_from']})",
         "pairs": PAIR_RULE,
     }
-    shown = table.select(PAGE_COLUMNS).with_columns(pl.col("not_worn_min").alias("not worn (min)"))
-    shown = shown.drop("not_worn_min")
+    shown = table.select(PAGE_COLUMNS).rename({"not_worn_min": "not worn (min)"})
     return Page(f"Sleep report: {sid}", facts, shown, {"actogram": png}, list(notes))
 
 
-def write_diary(report: pl.DataFrame, diary: Path, out: Path) -> list[str]:
-    """diary.csv, diary-summary.csv and bland-altman.png in `out`; returns the unmatched
-    diary rows (also printed by the command)."""
+def write_diary(report: pl.DataFrame, diary: Path, out: Path) -> Comparison:
+    """diary.csv, diary-summary.csv, bland-altman.png and diary-unmatched.txt in `out`."""
     rows, problems = read_diary(diary)
     result = compare(report, rows, problems)
     with atomic_path(out / "diary.csv") as tmp:
@@ -254,12 +255,12 @@ def write_diary(report: pl.DataFrame, diary: Path, out: Path) -> list[str]:
     plot_bland_altman(result.nights, out / "bland-altman.png")
     with atomic_path(out / "diary-unmatched.txt") as tmp:
         tmp.write_text("".join(f"{line}\n" for line in result.unmatched))
-    return result.unmatched
+    return result
 
 
 def predict_command(inputs: list[str], options: PredictOptions) -> int:
     """The `predict` command: reports, then the summary and every failure; exit 1 if any."""
-    outcomes, summary = predict(inputs, options)
+    outcomes, summary, diary = predict(inputs, options)
     failed = [o for o in outcomes if o.error]
     for o in outcomes:
         if o.error:
@@ -275,11 +276,10 @@ def predict_command(inputs: list[str], options: PredictOptions) -> int:
                 f"{extra} naps or second sleeps{state}"
             )
     print(f"summary: {summary}")
-    if options.diary is not None:
+    if diary is not None:
         print(f"diary: {options.out / 'diary-summary.csv'}, {options.out / 'bland-altman.png'}")
-        print(pl.read_csv(options.out / "diary-summary.csv"))
-        unmatched = (options.out / "diary-unmatched.txt").read_text().splitlines()
-        for line in unmatched:
+        print(diary.summary)
+        for line in diary.unmatched:
             print(f"  diary row not compared: {line}")
     if failed:
         print(f"\n{len(failed)} of {len(outcomes)} files failed:")
