@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sleepdetect.core.constants import STEPS_PER_HOUR
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.files import atomic_path
 from sleepdetect.core.fingerprints import source_change, source_record
@@ -143,14 +144,20 @@ def convert_command(
         converted.append(done)
         s = done.record["stats"]
         state = "unchanged, kept" if done.skipped else "converted"
+        off = s["not_worn_steps"] / STEPS_PER_HOUR
         print(
-            f"{done.parquet}: {state}; {s['days']} days, {s['not_worn_steps'] / 720:.1f} h not "
-            f"worn, {done.record['format']} at {s['sample_rate']:g} Hz"
+            f"{done.parquet}: {state}; {s['days']} days, {off:.1f} h not worn, "
+            f"{done.record['format']} at {s['sample_rate']:g} Hz"
         )
         for note in done.notes:
             print(f"  note: {note}")
-    if failed:
-        print(f"\n{len(failed)} of {len(files)} files failed:")
-        for line in failed:
+    return failures(failed, len(files)), converted
+
+
+def failures(errors: list[str], files: int) -> int:
+    """Print a batch's failures after its results; the exit status: 1 if any, else 0."""
+    if errors:
+        print(f"\n{len(errors)} of {files} files failed:")
+        for line in errors:
             print(f"  {line}")
-    return (1 if failed else 0), converted
+    return 1 if errors else 0

@@ -40,7 +40,7 @@ from sleepdetect.core.paths import resolve_path
 from sleepdetect.core.records import check_record, write_record
 from sleepdetect.data.features import SeriesSignals, build_features, not_worn_of
 from sleepdetect.data.io import iter_series
-from sleepdetect.devices.convert import Options, convert_file, recordings, shard
+from sleepdetect.devices.convert import Options, convert_file, failures, recordings, shard
 from sleepdetect.diary import Comparison, compare, read_diary
 from sleepdetect.events.postprocess import series_candidates
 from sleepdetect.experiment import model_sha256
@@ -261,7 +261,6 @@ def write_diary(report: pl.DataFrame, diary: Path, out: Path) -> Comparison:
 def predict_command(inputs: list[str], options: PredictOptions) -> int:
     """The `predict` command: reports, then the summary and every failure; exit 1 if any."""
     outcomes, summary, diary = predict(inputs, options)
-    failed = [o for o in outcomes if o.error]
     for o in outcomes:
         if o.error:
             continue
@@ -281,8 +280,4 @@ def predict_command(inputs: list[str], options: PredictOptions) -> int:
         print(diary.summary)
         for line in diary.unmatched:
             print(f"  diary row not compared: {line}")
-    if failed:
-        print(f"\n{len(failed)} of {len(outcomes)} files failed:")
-        for o in failed:
-            print(f"  {o.error}")
-    return 1 if failed else 0
+    return failures([o.error for o in outcomes if o.error], len(outcomes))
