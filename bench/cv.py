@@ -4,10 +4,11 @@ For each experiment folder given (trained with every fold, e.g. `python -m sleep
 params/real-sample.yaml exp_name=NAME --only prepare,train`), runs the nested search of `tune`
 (nothing is chosen on the nights that score it) with the default `tune.grid` (whatever grid
 the experiment ran with), with peak finding instead of mass candidates, with both (312
-settings), and without the series-edge options; on the default grid also with the second
-stage (needs lightgbm). Prints a table (nested score, onset, wakeup, 95 % bootstrap interval
-over nights, the pooled figure, with the second stage, training wall time of the folds), then
-one JSON line.
+settings), without the series-edge options, and with one day start for both events (no
+`day_start_hour_wakeup`: the 1st place's per-event boundaries); on the default grid also with
+the second stage (needs lightgbm). Prints a table (nested score, onset, wakeup, 95 % bootstrap
+interval over nights, the pooled figure, with the second stage, training wall time of the
+folds), then one JSON line.
 
     .venv/bin/python bench/cv.py outputs/e1-real outputs/e2-pretrained
 """
@@ -45,13 +46,15 @@ EDGES = ("edge_decay_hours", "start_wakeup_factor")
 
 
 def variants(grid: dict) -> dict[str, dict]:
-    """tune.grid (mass candidates), peaks instead, both (the 312-setting search), and
-    tune.grid without the series-edge options."""
+    """tune.grid (mass candidates), peaks instead, both (the 312-setting search), tune.grid
+    without the series-edge options, and without the wakeups' own day start (the 1st place's
+    per-event day boundaries)."""
     return {
         "tune.grid": grid,
         "peaks": PEAKS,
         "peaks + mass": {**PEAKS, "method": ["peaks", "mass"]},
         "no edges": {k: v for k, v in grid.items() if k not in EDGES},
+        "one day start": {k: v for k, v in grid.items() if k != "day_start_hour_wakeup"},
     }
 
 

@@ -38,7 +38,8 @@ STATES = ("sleep", "wake", "after onset", "after wakeup")
 
 
 def windows(series: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """One row of statistics per worn 30-min window of each series, with its state and day."""
+    """One row of statistics per worn 30-min window of each series (not a repeated day, not
+    lying flat), with its state and day."""
     rows = []
     for part in series.partition_by("series_id", maintain_order=True):
         sid = part["series_id"][0]
@@ -56,12 +57,18 @@ def windows(series: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
             state[wk : wk + WINDOW] = "after wakeup"
         for a in range(0, len(part) - WINDOW + 1, WINDOW):
             b = a + WINDOW
-            if off[a:b].mean() > 0.1:
+            if off[a:b].mean() > 0.1 or flat(anglez[a:b], enmo[a:b]):
                 continue
             rows.append({"series_id": sid, "day": f"{sid}-{a // STEPS_PER_DAY}",
                          "state": state[a + WINDOW // 2],
                          **stats(anglez[a:b], enmo[a:b], hour[a])})  # fmt: skip
     return pl.DataFrame(rows)
+
+
+def flat(anglez: np.ndarray, enmo: np.ndarray) -> bool:
+    """A device lying off the wrist: the angle still and enmo zero (not a repeated day, so
+    `not_worn_of` keeps it); left out on both sides, as the check is about worn behaviour."""
+    return bool(anglez.std() < 0.5 and (enmo == 0).mean() > 0.9)
 
 
 def stats(anglez: np.ndarray, enmo: np.ndarray, hour: float) -> dict[str, float]:

@@ -37,7 +37,9 @@ from sleepdetect.stages.predict import DEFAULT_MODEL, REPORT_SETTINGS, model_set
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "cmi"
-GRID = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5]
+# peak heights are in [0, 1]; mass candidates score the score mass a minute could match, up to
+# ~1e3, so a pair up to ~1e6: thresholds from 0.001 to 1e6, three a decade
+GRID = [0.0] + [float(f"{m}e{k}") for k in range(-3, 7) for m in (1, 2, 5)]
 N_BLOCKS = 5
 
 

@@ -1,4 +1,5 @@
-"""The benchmarks' own measuring tools (bench/scale.py), and bench/gpu.py --tiny (slow)."""
+"""The benchmarks' own measuring tools (bench/scale.py, realism.py), the shipped model on
+the generator's wider population (bench/variety.py), and bench/gpu.py --tiny (slow)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ sys.path.insert(0, str(BENCH))
 
 from realism import auc  # noqa: E402
 from scale import StepTimer, run_measured  # noqa: E402
+from variety import TRAITS, top_event_errors  # noqa: E402
 
 # A child that owns 200 MB and maps a 200 MB file that it and a forked process both read.
 TREE = """
@@ -117,3 +119,24 @@ def test_realism_auc_is_the_chance_a_real_window_ranks_above_a_synthetic_one():
     assert auc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 0.0
     assert auc(y, np.full(4, 0.5)) == 0.5  # ties count half
     assert auc(y, np.array([0.9, 0.2, 0.5, 0.1])) == 0.75  # 3 of the 4 pairs in order
+
+
+# The shipped model is trained without the wider population (variety: 0.3 lowered its score on
+# the real nights); on a noisier sensor its onsets collapse (median 58 min off). Strict: when a
+# model fixes it, this test fails until the mark goes.
+NOISY = pytest.mark.xfail(strict=True, reason="the shipped model's onsets collapse on noise")
+KNOWN = {"noisier sensor": NOISY}
+
+
+@pytest.mark.parametrize(
+    "trait", [pytest.param(t, marks=KNOWN[t]) if t in KNOWN else t for t in TRAITS]
+)
+def test_the_shipped_model_does_not_collapse_on_people_unlike_the_children(trait):
+    from sleepdetect.core.paths import resolve_path
+    from sleepdetect.inference.bundles import load_bundle
+    from sleepdetect.stages.predict import DEFAULT_MODEL
+
+    errors = top_event_errors(load_bundle(resolve_path(DEFAULT_MODEL)), TRAITS[trait])
+    assert len(errors) >= 8  # nights, (onset, wakeup) minutes off
+    assert (np.median(errors, axis=0) < 30).all(), np.median(errors, axis=0)
+    assert ((errors < 60).mean(axis=0) > 0.6).all(), (errors < 60).mean(axis=0)

@@ -304,6 +304,8 @@ def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
         syn.write_synthetic(tmp_path, n_series=0)
     with pytest.raises(ValueError, match="days"):
         syn.write_synthetic(tmp_path, days=0.0)
+    with pytest.raises(ValueError, match=r"variety is a share in \[0, 1\], got 1.5"):
+        syn.write_synthetic(tmp_path, variety=1.5)
 
 
 def test_cli_writes_the_three_files(tmp_path: Path) -> None:
@@ -311,7 +313,8 @@ def test_cli_writes_the_three_files(tmp_path: Path) -> None:
 
     assert main(["synth", "--out", str(tmp_path), "--series", "1", "--days", "0.4"]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["test_series.parquet", "train_events.csv", "train_series.parquet"]
+    assert names == [syn.SYNTHETIC_RECORD, "test_series.parquet", "train_events.csv",
+                     "train_series.parquet"]  # fmt: skip
     assert pq.read_schema(tmp_path / "train_series.parquet").equals(EXPECTED_ARROW)
 
 
@@ -323,6 +326,80 @@ def test_train_rows_counts_without_generating(tmp_path: Path) -> None:
 def test_full_scale_arguments_give_the_competition_row_count() -> None:
     rows = syn.train_rows(**syn.FULL_SCALE)
     assert abs(rows / 127_946_340 - 1) < 0.005
+
+
+def test_a_folder_of_an_older_generator_is_refused_and_kept(tmp_path: Path) -> None:
+    from sleepdetect.config import load_config
+    from sleepdetect.core.errors import InputError
+    from sleepdetect.data.prepare import ensure_data
+
+    cfg = load_config(None, [f"data.dir={tmp_path}", "data.synthetic.series=1",
+                             "data.synthetic.days=0.5"])  # fmt: skip
+    ensure_data(cfg)  # writes, then finds its own version
+    assert ensure_data(cfg) == tmp_path
+    record = tmp_path / syn.SYNTHETIC_RECORD
+    old = record.read_text().replace(f'"generator": {syn.GENERATOR_VERSION}', '"generator": 1')
+    record.write_text(old)
+    before = (tmp_path / "train_series.parquet").read_bytes()
+    with pytest.raises(InputError, match=r"generator version 1 .*delete the folder"):
+        ensure_data(cfg)
+    assert (tmp_path / "train_series.parquet").read_bytes() == before
+
+
+# ---------------------------------------------------------------- variety
+
+
+def test_variety_changes_only_the_series_it_draws() -> None:
+    varied = 0
+    for i in range(30):
+        child = syn.make_plan(0, syn.TRAIN, i, 4.0)
+        plan = syn.make_plan(0, syn.TRAIN, i, 4.0, variety=0.5)
+        if plan.variety == syn.Variety():
+            assert np.array_equal(plan.onset, child.onset) and plan.nonwear == child.nonwear
+            a, b = syn.generate_signal(plan, 0, 0, i), syn.generate_signal(child, 0, 0, i)
+            assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+        else:
+            varied += 1
+    assert 8 < varied < 22
+    roles = [syn.make_plan(0, syn.TRAIN, i, 4.0, r, variety=1.0) for i, r in enumerate(("dst",))]
+    assert roles[0].variety == syn.Variety()  # the series the tests rely on stay children
+
+
+def _clock_hours(plan: syn.SeriesPlan, steps: np.ndarray) -> np.ndarray:
+    stamps = syn.timestamps(plan, steps).str.slice(11, 5).to_list()
+    return np.array([int(t[:2]) + int(t[3:]) / 60 for t in stamps])
+
+
+def test_each_trait_of_variety_shows_in_the_series() -> None:
+    def plan(v: syn.Variety) -> syn.SeriesPlan:
+        return syn.make_plan(4, syn.TRAIN, 5, 8.0, variety=v)
+
+    child = plan(syn.Variety())
+    later = plan(syn.Variety(onset_shift_h=3.0, sleep_shift_h=-1.5))
+    shift = (_clock_hours(later, later.onset) - _clock_hours(child, child.onset) + 12) % 24 - 12
+    assert np.median(shift) == pytest.approx(3.0, abs=0.05)
+    assert np.median(later.wakeup - later.onset) < np.median(child.wakeup - child.onset) - 900
+
+    a0, e0 = syn.generate_signal(child, 4, 0, 5)
+    a1, _ = syn.generate_signal(plan(syn.Variety(mirrored=True)), 4, 0, 5)
+    assert np.array_equal(a1, -a0)
+    _, e2 = syn.generate_signal(plan(syn.Variety(noise_g=0.005)), 4, 0, 5)
+    asleep = np.zeros(child.n_steps, bool)  # worn, and where enmo is most often exactly zero
+    for k in np.flatnonzero(child.labelled):
+        asleep[child.onset[k] : child.wakeup[k]] = True
+    assert (e0[asleep] == 0).mean() > 0.1
+    assert (e2[asleep] == 0).mean() < 0.7 * (e0[asleep] == 0).mean()
+
+    lying = plan(syn.Variety(awake_in_bed_min=80))
+    rng = np.random.default_rng(0)
+    regime = syn._timeline(rng, lying)
+    worn = lying.onset[lying.labelled]
+    assert len(worn) >= 3
+    for on in worn:
+        assert (regime[on - 80 * 12 : on] == syn.IN_BED).all()
+
+    gaps = [len(plan(syn.Variety(nonwear_factor=f)).nonwear) for f in (1.0, 5.0)]
+    assert gaps[1] > gaps[0]
 
 
 # ---------------------------------------------------------------- realism

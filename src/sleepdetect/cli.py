@@ -23,7 +23,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise InputError("synth: give --out FOLDER (competition files) or --raw FILE")
-    paths = write_synthetic(args.out, n_series=args.series, days=args.days, seed=args.seed)
+    paths = write_synthetic(args.out, args.series, args.days, args.seed, args.variety)
     for p in paths:
         print(p)
     return 0
@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", type=int, default=8, help="number of series")
     p.add_argument("--days", type=float, default=6.0, help="mean days per series")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variety", type=float, default=0.0,
+                   help="share of series from a wider population than the competition's "
+                   "children: later schedules, the other wrist, other sensors")  # fmt: skip
     p.set_defaults(func=_cmd_synth)
 
     p = _command(

@@ -37,6 +37,7 @@ class SynthConfig:
     series: int = 8
     days: float = 6.0
     seed: int = 0
+    variety: float = 0.0  # share of series from a wider population (data/synthetic.Variety)
 
 
 @dataclass

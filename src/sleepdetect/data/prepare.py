@@ -28,6 +28,7 @@ from sleepdetect.core.errors import InputError
 from sleepdetect.core.files import atomic_path, save_npy, write_json
 from sleepdetect.core.fingerprints import source_change, source_record
 from sleepdetect.core.progress import progress
+from sleepdetect.core.records import read_record
 from sleepdetect.data.features import (
     NORMALISATION,
     SeriesSignals,
@@ -35,7 +36,7 @@ from sleepdetect.data.features import (
     check_feature_names,
 )
 from sleepdetect.data.io import count_rows, iter_series, read_events
-from sleepdetect.data.synthetic import write_synthetic
+from sleepdetect.data.synthetic import GENERATOR_VERSION, SYNTHETIC_RECORD, write_synthetic
 from sleepdetect.experiment import Experiment
 
 MANIFEST = "manifest.json"
@@ -125,12 +126,22 @@ class Manifest:
 
 
 def ensure_data(cfg: Config) -> Path:
-    """`data.dir`, filled with synthetic competition files when it is empty or missing."""
+    """`data.dir`, filled with synthetic competition files when it is empty or missing. A
+    folder `write_synthetic` filled with another version of the generator is an error: its
+    series are not what the generator now makes (the folder's other arguments are its own)."""
     data_dir = Path(cfg.data.dir)
     if not data_dir.exists() or not any(data_dir.iterdir()):
         syn = cfg.data.synthetic
         print(f"{data_dir} is empty: writing {syn.series} synthetic series (seed {syn.seed})")
-        write_synthetic(data_dir, n_series=syn.series, days=syn.days, seed=syn.seed)
+        write_synthetic(data_dir, syn.series, syn.days, syn.seed, syn.variety)
+        return data_dir
+    recorded = read_record(data_dir / SYNTHETIC_RECORD) or {}
+    if recorded.get("generator", GENERATOR_VERSION) != GENERATOR_VERSION:
+        raise InputError(
+            f"{data_dir}: its synthetic series were made by generator version "
+            f"{recorded['generator']} ({data_dir / SYNTHETIC_RECORD}), this is version "
+            f"{GENERATOR_VERSION}; delete the folder to write them again"
+        )
     return data_dir
 
 

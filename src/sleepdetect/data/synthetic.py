@@ -10,8 +10,11 @@ bounded memory.
 Every label constant below was measured on the real labels of all 277 training series
 (`all_train_events.csv`) by `bench/fit_synthetic_stats.py`; the signal constants were tuned so
 that the same script's signal statistics (enmo quantiles, share of enmo == 0, |diff anglez|
-quantiles, still stretches) of generated series match those of the one real series we have.
-Nothing here reads the real files at run time.
+quantiles, still stretches) of generated series match those of the one real series we have,
+then (generator version 2) so that an adversarial classifier tells 30-min windows of generated
+series from the real ones less well (`bench/realism.py`). Nothing here reads the real files at
+run time. `variety` adds series unlike the competition's children (later schedules, the other
+wrist, other sensors), for a model that meets other people's recordings.
 
 Each series is generated from (seed, split, index) alone, so the same seed gives byte-identical
 files and memory does not grow with the number of series.
@@ -31,7 +34,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.ndimage import uniform_filter1d
 from scipy.signal import lfilter
 
 from sleepdetect.core.constants import (
@@ -43,6 +45,7 @@ from sleepdetect.core.constants import (
 )
 from sleepdetect.core.files import atomic_path
 from sleepdetect.core.progress import progress
+from sleepdetect.core.records import write_record
 
 TIME_ZONE = "America/New_York"  # the real offsets are only -0400 and -0500
 
@@ -56,6 +59,7 @@ SERIES_SCHEMA = pa.schema(
     ]
 )
 EVENTS_HEADER = "series_id,night,event,step,timestamp\n"
+SYNTHETIC_RECORD = "synthetic.json"
 
 # Full competition scale: the real training file has 277 series and 127,946,340 rows. These
 # arguments give 127,920,420 train rows (99.98 %; `train_rows` counts them without generating):
@@ -130,8 +134,20 @@ P_SHORT_NONWEAR_PER_DAY = 0.2  # device off for 20-120 min in a labelled day (ba
 AROUSALS_PER_8H = 2.5  # brief (< 30 min) awakenings inside a labelled sleep
 NONWEAR_MODE_P = {"copy": 0.45, "flat": 0.35, "drift": 0.20}  # copy needs a day of history
 
-# Regime codes of the per-step behaviour timeline.
-ACTIVE, SEDENTARY, IN_BED, SLEEP, DRIFT, FLAT, COPY = range(7)
+# ---------------------------------------------------------------- variety (beyond the children)
+# The competition's children are not everyone who wears a device: with `variety` > 0 that share
+# of series is drawn from a wider population. Each of its traits is on with probability 1/2.
+VARIETY_ONSET_SHIFT_H = (0.5, 3.0)  # later schedules (teenagers, adults, shift work)
+VARIETY_SLEEP_SHIFT_H = (-2.0, 0.0)  # and shorter sleep (adults sleep ~7 h, children ~8.7 h)
+VARIETY_AWAKE_IN_BED_MIN = (20, 90)  # lying awake in bed before sleep (insomnia, a phone)
+VARIETY_NOISE_G = (0.002, 0.01)  # another sensor's noise floor: enmo less often zero
+VARIETY_NOISE_DEG = (0.05, 0.5)  # and anglez never quite still
+VARIETY_NONWEAR_FACTOR = (2.0, 5.0)  # short not-worn gaps (charging, showers) more often
+GENERATOR_VERSION = 2  # raised with every change to what a seed generates
+
+# Regime codes of the per-step behaviour timeline. SETTLED: the first minutes of a sleep, when
+# the sleeper keeps the posture they fell asleep in.
+ACTIVE, SEDENTARY, IN_BED, SLEEP, DRIFT, FLAT, COPY, SETTLED = range(8)
 
 
 @dataclass(frozen=True)
@@ -139,8 +155,11 @@ class Regime:
     """How the wrist moves in one behavioural state; one row of the signal model.
 
     Movement intensity is a log-normal AR(1) process shared by enmo and anglez, so bursts show in
-    both. Posture is piecewise constant (new level at random changes), anglez = posture + an
-    AR(1) wiggle driven by the intensity, enmo = max(0, posture offset + movement + noise).
+    both. Posture is piecewise constant: at random changes a new level near the last one, reached
+    in 1-3 steps. anglez = posture + an AR(1) wiggle whose increments are themselves correlated
+    (turns continue over steps) + jitter, all driven by the intensity; enmo = max(0, posture
+    offset + movement + noise). The constants were set with bench/realism.py (v2: adversarial
+    AUC 0.987 -> 0.959 against the real series).
     """
 
     intensity_sd: float  # sd of log intensity
@@ -155,20 +174,61 @@ class Regime:
 
 
 REGIMES = {
-    ACTIVE: Regime(1.35, 0.022, 6.0, 10.0, 12.0, 20.0, 0.006, 0.010, 0.05),
-    SEDENTARY: Regime(0.9, 0.010, 1.5, 1.0, 60.0, 28.0, 0.004, 0.010, 0.04),
-    IN_BED: Regime(0.9, 0.004, 0.8, 0.2, 50.0, 45.0, 0.004, 0.012, 0.04),
-    SLEEP: Regime(1.3, 0.0008, 0.12, 0.02, 80.0, 45.0, 0.006, 0.012, 0.02),
+    ACTIVE: Regime(1.1, 0.022, 10.0, 4.0, 12.0, 20.0, 0.006, 0.010, 0.05),
+    SEDENTARY: Regime(0.9, 0.010, 2.0, 0.5, 60.0, 28.0, 0.004, 0.010, 0.04),
+    IN_BED: Regime(0.9, 0.004, 0.6, 0.1, 50.0, 45.0, 0.004, 0.012, 0.04),
+    SLEEP: Regime(1.5, 0.0008, 0.06, 0.02, 30.0, 45.0, 0.006, 0.012, 0.02),
     DRIFT: Regime(0.6, 0.020, 0.6, 0.3, 1e9, 15.0, 0.0, 0.0, 0.0),
     FLAT: Regime(0.0, 0.0, 0.0, 0.0, 1e9, 30.0, -1.0, 0.0, 0.0),
     COPY: Regime(0.0, 0.0, 0.0, 0.0, 1e9, 30.0, -1.0, 0.0, 0.0),
+    SETTLED: Regime(1.5, 0.0008, 0.06, 0.02, 1e9, 45.0, 0.006, 0.012, 0.02),
 }
 P_ACTIVE_DAY = 0.65  # share of active (vs sedentary) wake bouts 8-19 h
 P_ACTIVE_EVENING = 0.45
-ANGLE_AR = 0.97  # anglez wiggle relaxes to the posture over ~3 min
+ANGLE_AR = 0.9  # anglez wiggle relaxes to the posture within a minute
 DRIFT_ANGLE_AR = 0.995  # a device lying loose drifts slowly
 INTENSITY_AR = 0.85
 ANGLE_INTENSITY_POWER = 0.6
+POSTURE_RAMP_STEPS = 3  # a posture change takes 1 to this many steps
+# per regime code: mean posture (deg; the real child's arm lies at -27 deg asleep, -11 awake),
+# times a per-series factor (mirrored for the other wrist: Variety)
+LEVEL_MEAN = np.array([-10.0, -10.0, -25.0, -25.0, 0.0, 0.0, 0.0, -25.0])
+POSTURE_MEMORY = 0.85  # AR(1) coefficient of successive posture levels
+ANGLE_VELOCITY_AR = 0.2  # arm turns continue over consecutive steps
+SETTLE_MIN = (5, 40)  # minutes after onset without posture change (uniform range)
+AFTER_WAKEUP_MIN = (0, 20)  # minutes in bed after the wakeup (uniform range)
+POSTURE_GROUP = (0, 1, 2, 2, 4, 5, 6, 2)  # per regime code: a change of group is a new posture
+P_BACK_TO_BED = 0.1  # a night whose wakeup is followed by 30-90 min up, then a doze in bed
+
+
+@dataclass(frozen=True)
+class Variety:
+    """How one series departs from the competition's children (all defaults: it does not)."""
+
+    onset_shift_h: float = 0.0  # added to the series' mean onset
+    sleep_shift_h: float = 0.0  # added to its mean sleep length
+    awake_in_bed_min: int = 0  # more minutes in bed before each onset
+    mirrored: bool = False  # worn on the other wrist: anglez changes sign
+    noise_g: float = 0.0  # sd of the sensor noise added to enmo (half-normal)
+    noise_deg: float = 0.0  # sd of the noise added to anglez
+    nonwear_factor: float = 1.0  # times as many short not-worn gaps
+
+
+def draw_variety(rng: np.random.Generator) -> Variety:
+    """A wider-population series: each trait on with probability 1/2 (at least one)."""
+    on = rng.random(6) < 0.5
+    if not on.any():
+        on[rng.integers(6)] = True
+    u = rng.uniform
+    return Variety(
+        onset_shift_h=u(*VARIETY_ONSET_SHIFT_H) if on[0] else 0.0,
+        sleep_shift_h=u(*VARIETY_SLEEP_SHIFT_H) if on[0] else 0.0,
+        awake_in_bed_min=int(rng.integers(*VARIETY_AWAKE_IN_BED_MIN)) if on[1] else 0,
+        mirrored=bool(on[2]),
+        noise_g=u(*VARIETY_NOISE_G) if on[3] else 0.0,
+        noise_deg=u(*VARIETY_NOISE_DEG) if on[4] else 0.0,
+        nonwear_factor=u(*VARIETY_NONWEAR_FACTOR) if on[5] else 1.0,
+    )
 
 
 # ---------------------------------------------------------------- plan of one series
@@ -187,14 +247,16 @@ class SeriesPlan:
     wakeup: np.ndarray
     labelled: np.ndarray  # per night: the device was worn, so its events are written
     length_ratio: float = 1.0  # n_steps / mean length
+    variety: Variety = field(default_factory=Variety)
     nonwear: list[tuple[int, int, int]] = field(default_factory=list)  # (start, stop, regime)
     naps: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _seed_sequences(seed: int, split: int, index: int) -> tuple[np.random.Generator, ...]:
-    """Independent generators for the id and the content of series (split, index)."""
+    """Independent generators for the id, the content and the variety of series (split,
+    index); a series without variety is the same with any `variety` share."""
     ss = np.random.SeedSequence([seed, split, index, 20231])
-    return tuple(np.random.default_rng(s) for s in ss.spawn(2))
+    return tuple(np.random.default_rng(s) for s in ss.spawn(3))
 
 
 def series_id_for(seed: int, split: int, index: int) -> str:
@@ -229,14 +291,23 @@ def _length_ratio(rng: np.random.Generator) -> float:
     return float(np.interp(rng.random(), q, knots)) / mean
 
 
-def make_plan(seed: int, split: int, index: int, days: float, role: str = "") -> SeriesPlan:
+def make_plan(
+    seed: int, split: int, index: int, days: float, role: str = "", variety: float | Variety = 0.0
+) -> SeriesPlan:
     """Draw start, length, nights, events and not-worn stretches of one series.
 
     `role` forces a feature the tests and the demo rely on: "dst" (crosses the November
     daylight-saving change), "short" (under a day, one night), "showcase" (at least 3 nights
-    with a not-worn middle night copied from an earlier day, and a nap).
+    with a not-worn middle night copied from an earlier day, and a nap). With probability
+    `variety` the series comes from the wider population (see `Variety`); a Variety forces it.
     """
-    _, rng = _seed_sequences(seed, split, index)
+    _, rng, rng_variety = _seed_sequences(seed, split, index)
+    if isinstance(variety, Variety):
+        varied = variety
+    elif rng_variety.random() < variety and not role:  # the tests' series stay children
+        varied = draw_variety(rng_variety)
+    else:
+        varied = Variety()
     sid = series_id_for(seed, split, index)
 
     # -- start: a weekday, office hours, on a quarter hour
@@ -272,22 +343,28 @@ def make_plan(seed: int, split: int, index: int, days: float, role: str = "") ->
     # -- nights: one per evening whose night the recording reaches (night k: date day + k - 1)
     last_evening = (end_local - timedelta(hours=20)).date()
     n_nights = max(0, (last_evening - day).days + 1)
-    onset, wakeup = _draw_sleep(rng, start_local, start_utc, n_nights)
+    onset, wakeup = _draw_sleep(rng, start_local, start_utc, n_nights, varied)
+    ratio = n_steps / (days * STEPS_PER_DAY)
     plan = SeriesPlan(sid, start_local, start_utc, int(n_steps), onset, wakeup,
-                      np.ones(n_nights, bool), n_steps / (days * STEPS_PER_DAY))  # fmt: skip
+                      np.ones(n_nights, bool), ratio, varied)  # fmt: skip
     _draw_nonwear(rng, plan, role)
     _draw_naps(rng, plan, role)
     return plan
 
 
 def _draw_sleep(
-    rng: np.random.Generator, start_local: datetime, start_utc: int, n_nights: int
+    rng: np.random.Generator,
+    start_local: datetime,
+    start_utc: int,
+    n_nights: int,
+    variety: Variety,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Onset and wakeup steps of every night from the fitted mixed model, on whole minutes."""
     on_mean = ONSET_MEAN_H + ONSET_BETWEEN_SD_H * _skewed(rng, ONSET_MEAN_SKEW_SIGMA)
+    on_mean += variety.onset_shift_h
     on_sd = math.exp(ONSET_WITHIN_LOG_SD[0] + ONSET_WITHIN_LOG_SD[1] * rng.standard_normal())
     sl_mean = SLEEP_MEAN_H + SLEEP_MEAN_SLOPE_ON_ONSET_MEAN * (on_mean - ONSET_MEAN_H)
-    sl_mean += SLEEP_BETWEEN_RESID_SD_H * rng.standard_normal()
+    sl_mean += SLEEP_BETWEEN_RESID_SD_H * rng.standard_normal() + variety.sleep_shift_h
     sl_sd = math.exp(SLEEP_WITHIN_LOG_SD[0] + SLEEP_WITHIN_LOG_SD[1] * rng.standard_normal())
     onset = np.zeros(n_nights, np.int64)
     wakeup = np.zeros(n_nights, np.int64)
@@ -384,7 +461,8 @@ def _draw_nonwear(rng: np.random.Generator, plan: SeriesPlan, role: str) -> None
         plan.nonwear.append((start, stop, code))
     # short not-worn gaps in labelled days
     for i in range(k - 1):
-        if plan.labelled[i] and plan.labelled[i + 1] and rng.random() < P_SHORT_NONWEAR_PER_DAY:
+        p_gap = min(1.0, P_SHORT_NONWEAR_PER_DAY * plan.variety.nonwear_factor)
+        if plan.labelled[i] and plan.labelled[i + 1] and rng.random() < p_gap:
             length = int(rng.integers(20, 121)) * STEPS_PER_MINUTE
             lo, hi = int(plan.wakeup[i]) + h, int(plan.onset[i + 1]) - h - length
             if hi > lo:
@@ -455,12 +533,20 @@ def _timeline(rng: np.random.Generator, plan: SeriesPlan) -> np.ndarray:
     regime = np.repeat(np.where(active, ACTIVE, SEDENTARY).astype(np.int8), lengths)[:n]
 
     m = STEPS_PER_MINUTE
+    last_up = 0  # the end of the previous night's time in bed
     for on, wk in zip(plan.onset.tolist(), plan.wakeup.tolist(), strict=True):
-        pre = int(rng.integers(5, 46)) * m
-        post = int(rng.integers(0, 21)) * m
+        pre = (int(rng.integers(5, 46)) + plan.variety.awake_in_bed_min) * m
+        pre = min(pre, max(0, on - last_up))
+        post = int(rng.integers(AFTER_WAKEUP_MIN[0], AFTER_WAKEUP_MIN[1] + 1)) * m
+        settle = int(rng.integers(SETTLE_MIN[0], SETTLE_MIN[1] + 1)) * m
         regime[max(0, on - pre) : max(0, on)] = IN_BED
         regime[max(0, on) : max(0, wk)] = SLEEP
+        regime[max(0, on) : max(0, min(on + settle, wk))] = SETTLED
         regime[max(0, wk) : max(0, wk + post)] = IN_BED
+        last_up = wk + post
+        if rng.random() < P_BACK_TO_BED:  # up for 30-90 min, then dozing 30-150 min, unlabelled
+            up = wk + post + int(rng.integers(30, 91)) * m
+            regime[max(0, up) : max(0, up + int(rng.integers(30, 151)) * m)] = SLEEP
         n_arousals = rng.poisson(AROUSALS_PER_8H * (wk - on) / (8 * STEPS_PER_HOUR))
         for _ in range(n_arousals):
             length = int(np.clip(rng.lognormal(math.log(4.0), 0.7), 1, 25)) * m
@@ -501,26 +587,40 @@ def generate_signal(plan: SeriesPlan, seed: int, split: int, index: int) -> tupl
     intensity = np.exp(col["intensity_sd"][regime] * x) * activity
 
     # postures: changes at a regime-dependent rate, modulated in 30-min blocks (long still
-    # stretches and restless spells); a new posture at every regime change
+    # stretches and restless spells); a new posture at every regime change, except between
+    # lying in bed and sleeping (one falls asleep, and wakes, in the posture one lies in)
     block = rng.lognormal(0.0, 0.8, n // 360 + 1)[np.arange(n) // 360]
     rate = block / col["posture_steps"][regime]
     rate = np.where(regime == SLEEP, rate * restless, rate)
     change = rng.random(n) < rate
     change[0] = True
-    change[1:] |= regime[1:] != regime[:-1]
+    group = np.asarray(POSTURE_GROUP)[regime]
+    change[1:] |= group[1:] != group[:-1]
     seg = np.cumsum(change) - 1
     seg_start = np.flatnonzero(change)
     seg_regime = regime[seg_start]
-    level = np.clip(col["level_sd"][seg_regime] * rng.standard_normal(seg_start.size), -88, 88)
+    # a new posture is near the last one (turning over, not teleporting): an AR(1) of levels
+    a = POSTURE_MEMORY
+    level = col["level_sd"][seg_regime] * rng.standard_normal(seg_start.size)
+    level = lfilter([math.sqrt(1 - a * a)], [1.0, -a], level)
+    level = np.clip(level + LEVEL_MEAN[seg_regime] * rng.lognormal(0.0, 0.3), -88, 88)
     offset = col["offset_mean"][seg_regime] + col["offset_sd"][seg_regime] * rng.standard_normal(
         seg_start.size
     )
-    posture = uniform_filter1d(level[seg], size=3, mode="nearest")
+    posture = level[seg]
+    # a turn takes 1 to POSTURE_RAMP_STEPS steps: the first steps of a posture lie on the way
+    ramp = rng.integers(1, POSTURE_RAMP_STEPS + 1, seg_start.size)
+    for j in range(1, POSTURE_RAMP_STEPS):
+        turning = np.flatnonzero((ramp > j) & (seg_start > 0))
+        at = np.minimum(seg_start[turning] + j - 1, n - 1)
+        before = level[np.maximum(turning - 1, 0)]
+        posture[at] = before + (level[turning] - before) * j / ramp[turning]
 
-    # anglez: posture + AR(1) wiggle driven by the intensity
+    # anglez: posture + AR(1) wiggle driven by the intensity, its increments correlated
     # (angles respond less than enmo to the strongest movements: arm swings saturate)
     angle_intensity = intensity**ANGLE_INTENSITY_POWER
     innov = col["angle_move"][regime] * angle_intensity * rng.standard_normal(n)
+    innov = lfilter([math.sqrt(1 - ANGLE_VELOCITY_AR**2)], [1.0, -ANGLE_VELOCITY_AR], innov)
     wiggle = lfilter([1.0], [1.0, -ANGLE_AR], innov)
     for start, stop, code in plan.nonwear:
         if code == DRIFT:
@@ -535,9 +635,15 @@ def generate_signal(plan: SeriesPlan, seed: int, split: int, index: int) -> tupl
     for lag, weight in enumerate((1.0, 0.6, 0.25)):
         at = np.minimum(seg_start + lag, n - 1)
         enmo[at] += weight * burst
+    varied = plan.variety
+    if varied.noise_g or varied.noise_deg:  # drawn last: the other draws stay the same
+        enmo += varied.noise_g * np.abs(rng.standard_normal(n))
+        anglez = np.clip(anglez + varied.noise_deg * rng.standard_normal(n), -90.0, 90.0)
     flat = (regime == FLAT) | (regime == COPY)
     enmo[flat] = 0.0
     anglez[flat] = level[seg][flat]  # one constant per stretch
+    if varied.mirrored:
+        anglez = -anglez
 
     anglez = np.round(anglez, 4).astype(np.float32)
     enmo = np.maximum(np.round(enmo, 4), 0.0).astype(np.float32)
@@ -598,13 +704,15 @@ def event_lines(plan: SeriesPlan) -> list[str]:
     ]
 
 
-def synthetic_events(n_series: int = 8, days: float = 6.0, seed: int = 0) -> pl.DataFrame:
+def synthetic_events(
+    n_series: int = 8, days: float = 6.0, seed: int = 0, variety: float = 0.0
+) -> pl.DataFrame:
     """The train_events.csv that `write_synthetic` would write, without making any signal:
     a fast way to study the labels of many series."""
     roles = _roles(TRAIN, n_series)
     lines = [EVENTS_HEADER]
     for _, i in _ordered(seed, TRAIN, n_series):
-        lines += event_lines(make_plan(seed, TRAIN, i, days, roles.get(i, "")))
+        lines += event_lines(make_plan(seed, TRAIN, i, days, roles.get(i, ""), variety))
     return pl.read_csv(
         io.StringIO("".join(lines)),
         schema_overrides={"step": pl.Int64, "night": pl.Int64, "timestamp": pl.String},
@@ -636,18 +744,26 @@ def train_rows(n_series: int = 8, days: float = 6.0, seed: int = 0) -> int:
 
 
 def write_synthetic(
-    out: str | os.PathLike[str], n_series: int = 8, days: float = 6.0, seed: int = 0
+    out: str | os.PathLike[str],
+    n_series: int = 8,
+    days: float = 6.0,
+    seed: int = 0,
+    variety: float = 0.0,
 ) -> list[Path]:
-    """Write train_series.parquet, train_events.csv and test_series.parquet into `out`.
+    """Write train_series.parquet, train_events.csv and test_series.parquet into `out`, and
+    SYNTHETIC_RECORD (the arguments and the generator's version) last.
 
     `days` is the mean series length; lengths vary like the real ones (a few days to 3x the
-    mean). The test file holds max(1, n_series // 4) other series without labels. Same
-    arguments, byte-identical files. Returns the three paths.
+    mean). The test file holds max(1, n_series // 4) other series without labels. `variety`:
+    the share of series from a wider population than the competition's children (`Variety`).
+    Same arguments, byte-identical files. Returns the three paths.
     """
     if n_series < 1:
         raise ValueError(f"write_synthetic: n_series must be >= 1, got {n_series}")
     if not days > 0:
         raise ValueError(f"write_synthetic: days must be > 0, got {days}")
+    if not 0.0 <= variety <= 1.0:
+        raise ValueError(f"write_synthetic: variety is a share in [0, 1], got {variety}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     train = out / "train_series.parquet"
@@ -664,16 +780,19 @@ def write_synthetic(
             ev.write(EVENTS_HEADER)
             roles = _roles(TRAIN, n_series)
             for _, i in ids:
-                plan = make_plan(seed, TRAIN, i, days, roles.get(i, ""))
+                plan = make_plan(seed, TRAIN, i, days, roles.get(i, ""), variety)
                 writer.write_table(series_table(plan, seed, TRAIN, i))
                 ev.writelines(event_lines(plan))
                 progress.update()
     with atomic_path(test) as tmp_test, _writer(tmp_test) as writer:
         for _, i in test_ids:
-            plan = make_plan(seed, TEST, i, days)
+            plan = make_plan(seed, TEST, i, days, variety=variety)
             writer.write_table(series_table(plan, seed, TEST, i))
             progress.update()
     progress.close()
+    made = {"generator": GENERATOR_VERSION, "series": n_series, "days": days, "seed": seed,
+            "variety": variety}  # fmt: skip
+    write_record(out / SYNTHETIC_RECORD, made)
     return [train, events, test]
 
 
