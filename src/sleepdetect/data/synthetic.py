@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -171,18 +171,22 @@ class Regime:
     offset_mean: float  # calibration offset of enmo in a posture (g); < 0 gives enmo == 0
     offset_sd: float
     burst: float  # median enmo burst at a posture change (g)
+    # mean posture (deg; the real child's arm lies at -27 asleep, -11 awake), times a
+    # per-series factor (mirrored for the other wrist: Variety)
+    level_mean: float = 0.0
+    posture_group: int = -1  # regimes of one group keep a posture across their borders (-1: own)
 
 
 REGIMES = {
-    ACTIVE: Regime(1.1, 0.022, 10.0, 4.0, 12.0, 20.0, 0.006, 0.010, 0.05),
-    SEDENTARY: Regime(0.9, 0.010, 2.0, 0.5, 60.0, 28.0, 0.004, 0.010, 0.04),
-    IN_BED: Regime(0.9, 0.004, 0.6, 0.1, 50.0, 45.0, 0.004, 0.012, 0.04),
-    SLEEP: Regime(1.5, 0.0008, 0.06, 0.02, 30.0, 45.0, 0.006, 0.012, 0.02),
+    ACTIVE: Regime(1.1, 0.022, 10.0, 4.0, 12.0, 20.0, 0.006, 0.010, 0.05, -10.0),
+    SEDENTARY: Regime(0.9, 0.010, 2.0, 0.5, 60.0, 28.0, 0.004, 0.010, 0.04, -10.0),
+    IN_BED: Regime(0.9, 0.004, 0.6, 0.1, 50.0, 45.0, 0.004, 0.012, 0.04, -25.0, IN_BED),
+    SLEEP: Regime(1.5, 0.0008, 0.06, 0.02, 30.0, 45.0, 0.006, 0.012, 0.02, -25.0, IN_BED),
     DRIFT: Regime(0.6, 0.020, 0.6, 0.3, 1e9, 15.0, 0.0, 0.0, 0.0),
     FLAT: Regime(0.0, 0.0, 0.0, 0.0, 1e9, 30.0, -1.0, 0.0, 0.0),
     COPY: Regime(0.0, 0.0, 0.0, 0.0, 1e9, 30.0, -1.0, 0.0, 0.0),
-    SETTLED: Regime(1.5, 0.0008, 0.06, 0.02, 1e9, 45.0, 0.006, 0.012, 0.02),
 }
+REGIMES[SETTLED] = replace(REGIMES[SLEEP], posture_steps=1e9)  # sleep, holding its posture
 P_ACTIVE_DAY = 0.65  # share of active (vs sedentary) wake bouts 8-19 h
 P_ACTIVE_EVENING = 0.45
 ANGLE_AR = 0.9  # anglez wiggle relaxes to the posture within a minute
@@ -190,14 +194,10 @@ DRIFT_ANGLE_AR = 0.995  # a device lying loose drifts slowly
 INTENSITY_AR = 0.85
 ANGLE_INTENSITY_POWER = 0.6
 POSTURE_RAMP_STEPS = 3  # a posture change takes 1 to this many steps
-# per regime code: mean posture (deg; the real child's arm lies at -27 deg asleep, -11 awake),
-# times a per-series factor (mirrored for the other wrist: Variety)
-LEVEL_MEAN = np.array([-10.0, -10.0, -25.0, -25.0, 0.0, 0.0, 0.0, -25.0])
 POSTURE_MEMORY = 0.85  # AR(1) coefficient of successive posture levels
 ANGLE_VELOCITY_AR = 0.2  # arm turns continue over consecutive steps
 SETTLE_MIN = (5, 40)  # minutes after onset without posture change (uniform range)
 AFTER_WAKEUP_MIN = (0, 20)  # minutes in bed after the wakeup (uniform range)
-POSTURE_GROUP = (0, 1, 2, 2, 4, 5, 6, 2)  # per regime code: a change of group is a new posture
 P_BACK_TO_BED = 0.1  # a night whose wakeup is followed by 30-90 min up, then a doze in bed
 
 
@@ -594,7 +594,8 @@ def generate_signal(plan: SeriesPlan, seed: int, split: int, index: int) -> tupl
     rate = np.where(regime == SLEEP, rate * restless, rate)
     change = rng.random(n) < rate
     change[0] = True
-    group = np.asarray(POSTURE_GROUP)[regime]
+    group = np.where(col["posture_group"] >= 0, col["posture_group"], np.arange(len(table)))
+    group = group[regime]
     change[1:] |= group[1:] != group[:-1]
     seg = np.cumsum(change) - 1
     seg_start = np.flatnonzero(change)
@@ -603,7 +604,7 @@ def generate_signal(plan: SeriesPlan, seed: int, split: int, index: int) -> tupl
     a = POSTURE_MEMORY
     level = col["level_sd"][seg_regime] * rng.standard_normal(seg_start.size)
     level = lfilter([math.sqrt(1 - a * a)], [1.0, -a], level)
-    level = np.clip(level + LEVEL_MEAN[seg_regime] * rng.lognormal(0.0, 0.3), -88, 88)
+    level = np.clip(level + col["level_mean"][seg_regime] * rng.lognormal(0.0, 0.3), -88, 88)
     offset = col["offset_mean"][seg_regime] + col["offset_sd"][seg_regime] * rng.standard_normal(
         seg_start.size
     )
