@@ -50,9 +50,7 @@ from sleepdetect.data.io import iter_series
 from sleepdetect.devices.calibrate import calibrate
 from sleepdetect.devices.epochs import to_epochs
 from sleepdetect.devices.read import read_raw
-from sleepdetect.inference.bundles import load_bundle
-from sleepdetect.core.paths import resolve_path
-from sleepdetect.stages.predict import DEFAULT_MODEL, model_settings, report_series
+from sleepdetect.stages.predict import DEFAULT_MODEL, load_model, model_settings, report_series
 t = mark("start-up (imports)", t0)
 path, out = Path(sys.argv[1]), Path(sys.argv[2])
 raw = read_raw(path); t = mark("convert: read", t)
@@ -60,10 +58,10 @@ cal = calibrate(raw); t = mark(f"convert: calibrate ({'applied' if cal['applied'
 epochs = to_epochs(raw, "week", "America/New_York"); t = mark("convert: 5-s steps", t)
 del raw
 epochs.frame.write_parquet(out / "week.parquet"); t = mark("convert: write", t)
-bundle = load_bundle(resolve_path(DEFAULT_MODEL))
-settings = model_settings(bundle, None)
+folder, bundles = load_model(DEFAULT_MODEL)
+settings = model_settings(folder, bundles, None)
 series = next(iter_series(out / "week.parquet")); t = mark("predict: read the series", t)
-report_series(series, {"path": str(path)}, epochs.notes, bundle, settings, out / "week")
+report_series(series, {"path": str(path)}, epochs.notes, bundles, settings, out / "week")
 t = mark("predict: model + report (csv, actogram, html)", t)
 mark("whole predict", t0)
 print(json.dumps(rows))

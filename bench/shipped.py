@@ -27,13 +27,17 @@ import polars as pl
 import yaml
 
 from sleepdetect.baselines.hdcza import HDCZA
-from sleepdetect.core.paths import resolve_path
 from sleepdetect.data.features import not_worn_of
 from sleepdetect.data.io import read_events, read_series
 from sleepdetect.events.metric import event_detection_ap_table
-from sleepdetect.inference.bundles import load_bundle
 from sleepdetect.report import timeline
-from sleepdetect.stages.predict import DEFAULT_MODEL, REPORT_SETTINGS, model_settings, report_series
+from sleepdetect.stages.predict import (
+    DEFAULT_MODEL,
+    REPORT_SETTINGS,
+    load_model,
+    model_settings,
+    report_series,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "cmi"
@@ -82,13 +86,13 @@ def main() -> None:
         raise SystemExit(f"{DATA}: the shared real series is not there")
     series = read_series(DATA / "train_series.parquet")
     events = read_events(DATA / "train_events.csv").drop_nulls("step")
-    bundle = load_bundle(resolve_path(DEFAULT_MODEL))
-    settings = model_settings(bundle, 0.0)
+    folder, bundles = load_model(DEFAULT_MODEL)
+    settings = model_settings(folder, bundles, 0.0)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         sid = series["series_id"][0]
         source = {"path": str(DATA / "train_series.parquet")}
-        report, _ = report_series(series, source, [], bundle, settings, Path(tmp) / sid)
+        report, _ = report_series(series, source, [], bundles, settings, Path(tmp) / sid)
         candidates = pl.read_csv(Path(tmp) / sid / "candidates.csv")
     seconds = time.perf_counter() - t0
     report = report.join(_night_spans(series), on="night", how="left")
@@ -122,7 +126,7 @@ def main() -> None:
     }
     print(json.dumps(result))
     if args.write:
-        out = Path(resolve_path(DEFAULT_MODEL)) / REPORT_SETTINGS
+        out = folder / REPORT_SETTINGS
         out.write_text(
             "# The report's threshold for this model: a night whose best onset x wakeup score is\n"
             "# below min_score says 'no sleep period found'. Chosen by bench/shipped.py on the\n"

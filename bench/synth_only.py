@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from sleepdetect.config import Config, load_config
-from sleepdetect.core.paths import resolve_path
+from sleepdetect.core.paths import bundle_folders, resolve_path
 from sleepdetect.cv.tune import run_tune
 from sleepdetect.data.prepare import Manifest, open_prepared
 from sleepdetect.data.windows import series_labels, split_segments
@@ -43,7 +43,7 @@ def oof_of_bundles(bundles: list[str], out: str) -> tuple[pl.DataFrame, Manifest
     manifest = open_prepared(cfg, on_stale="prepare")
     events = manifest.read_events()
     labels = series_labels(manifest, events)
-    loaded = [load_bundle(resolve_path(b)) for b in bundles]
+    loaded = [load_bundle(f) for b in bundles for f in bundle_folders(resolve_path(b))]
     same_features(loaded)
     if loaded[0].config.prepare.features != manifest.feature_names:
         sys.exit(f"{bundles[0]}: its features are not the recipe's {manifest.feature_names}")
@@ -69,7 +69,7 @@ def oof_of_bundles(bundles: list[str], out: str) -> tuple[pl.DataFrame, Manifest
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundles", nargs="*", default=["shipped:day_gru_synth"],
-                        help="bundle folders (or shipped:NAME), averaged")  # fmt: skip
+                        help="bundle or ensemble folders (or shipped:NAME), averaged")  # fmt: skip
     parser.add_argument("--out", default="outputs", help="where the real series is prepared")
     args = parser.parse_args()
     if not (DATA / "train_series.parquet").is_file():

@@ -17,11 +17,11 @@ import json
 import numpy as np
 
 from sleepdetect.core.constants import STEPS_PER_HOUR, STEPS_PER_MINUTE
-from sleepdetect.core.paths import resolve_path
 from sleepdetect.data import synthetic as syn
 from sleepdetect.data.features import SeriesSignals, build_features
-from sleepdetect.inference.bundles import Bundle, load_bundle
+from sleepdetect.inference.bundles import Bundle
 from sleepdetect.inference.ensemble import ensemble_scores
+from sleepdetect.stages.predict import load_model
 
 TRAITS = {
     "children": syn.Variety(),
@@ -33,9 +33,9 @@ TRAITS = {
 }
 
 
-def top_event_errors(bundle: Bundle, variety: syn.Variety, n_series: int = 4) -> np.ndarray:
+def top_event_errors(bundles: list[Bundle], variety: syn.Variety, n_series: int = 4) -> np.ndarray:
     """(nights, 2) minutes between each labelled night's planted onset and wakeup and the
-    model's top score for that event within 6 h of the night."""
+    model's (the bundles' mean) top score for that event within 6 h of the night."""
     errors = []
     for i in range(10, 10 + n_series):
         plan = syn.make_plan(5, syn.TRAIN, i, 5.0, variety=variety)
@@ -43,8 +43,8 @@ def top_event_errors(bundle: Bundle, variety: syn.Variety, n_series: int = 4) ->
         clock = syn.timestamps(plan).str.slice(11, 8).str.split(":").to_list()
         seconds = np.array([int(h) * 3600 + int(m) * 60 + int(s) for h, m, s in clock], np.int32)
         features = build_features(SeriesSignals(anglez, enmo, seconds),
-                                  bundle.config.prepare.features)  # fmt: skip
-        scores = ensemble_scores([bundle], [1.0], features, None, 16, "cpu")
+                                  bundles[0].config.prepare.features)  # fmt: skip
+        scores = ensemble_scores(bundles, [1.0] * len(bundles), features, None, 16, "cpu")
         for k in np.flatnonzero(plan.labelled):
             planted = np.array([plan.onset[k], plan.wakeup[k]])
             lo, hi = planted[0] - 6 * STEPS_PER_HOUR, planted[1] + 6 * STEPS_PER_HOUR
@@ -63,9 +63,9 @@ def main() -> None:
     print("model                       trait            nights  onset median  within 30 min"
           "  wakeup median  within 30 min")  # fmt: skip
     for path in args.bundles:
-        bundle = load_bundle(resolve_path(path))
+        _, bundles = load_model(path)
         for trait, variety in TRAITS.items():
-            e = top_event_errors(bundle, variety)
+            e = top_event_errors(bundles, variety)
             row = {"model": path, "trait": trait, "nights": len(e),
                    "onset_median_min": float(np.median(e[:, 0])),
                    "onset_within_30": float((e[:, 0] < 30).mean()),

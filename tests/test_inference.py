@@ -352,6 +352,45 @@ def test_a_folder_of_bundles_is_not_a_bundle(tmp_path):
         load_bundle(tmp_path / "exp" / "fold9")
 
 
+def test_an_ensemble_folder_stands_for_its_members_wherever_bundles_are_named(tmp_path):
+    from sleepdetect.config import ConfigError
+    from sleepdetect.experiment import model_sha256
+
+    ens = tmp_path / "ens"
+    a, b = make_bundle(ens / "a", 0), make_bundle(ens / "b", 1)
+    (ens / "ensemble.yaml").write_text("members: [b, a]\n")
+    cfg = load_config(None, [f"infer.bundles=[{ens}]", f"ensemble.outside=[{a}, {ens}]"])
+    assert cfg.infer.bundles == [str(b), str(a)]
+    assert cfg.ensemble.outside == [str(a), str(b), str(a)]
+    before = model_sha256(ens)
+    assert before not in (model_sha256(a), model_sha256(b))
+    torch.save({k: v + 1 for k, v in torch.load(a / "model.pt").items()}, a / "model.pt")
+    assert model_sha256(ens) != before  # a member retrained: the ensemble is another model
+    with pytest.raises(ConfigError, match="an ensemble of 2 bundles; fine-tuning starts from one"):
+        load_config(None, [f"model.init_from={ens}"])
+
+
+@pytest.mark.parametrize(
+    ("listing", "says"),
+    [
+        ("members: a\n", "members is 'a'"),
+        ("members: []\n", "members is \\[\\]"),
+        ("- a\n", "not an ensemble listing"),
+        ("members: [a, c]\n", "member c has no model.pt"),
+        ("members: [a\n", "not an ensemble listing"),
+    ],
+)
+def test_a_bad_ensemble_listing_is_named_with_the_fix(tmp_path, listing, says):
+    from sleepdetect.core.errors import InputError
+
+    make_bundle(tmp_path / "ens" / "a", 0)
+    (tmp_path / "ens" / "ensemble.yaml").write_text(listing)
+    with pytest.raises(InputError, match=says) as e:
+        load_config(None, [f"ensemble.outside=[{tmp_path / 'ens'}]"])
+    assert str(tmp_path / "ens" / "ensemble.yaml") in str(e.value)
+    assert "members:" in str(e.value)
+
+
 def test_bundles_of_different_features_are_not_ensembled(tmp_path):
     from sleepdetect.core.errors import InputError
 

@@ -16,7 +16,7 @@ import pytest
 from sleepdetect.cli import main
 from sleepdetect.config import load_config
 from sleepdetect.core.errors import InputError
-from sleepdetect.core.paths import resolve_path
+from sleepdetect.core.paths import bundle_folders, resolve_path
 from sleepdetect.data.io import read_events, read_series
 from sleepdetect.data.synthetic import TIME_ZONE, timestamps, write_raw, write_synthetic
 from sleepdetect.devices.convert import Options
@@ -25,7 +25,11 @@ from sleepdetect.page import Page, write_page
 from sleepdetect.stages.predict import DEFAULT_MODEL, PredictOptions, predict
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_SHA256 = "35671d618c507ed5bf8a34f8db01510e5f27067c147a4fcbfdcac48482fa435b"
+SHIPPED_SHA256 = {  # the members of the shipped ensemble, in its ensemble.yaml's order
+    "fold0": "d6c81de0c3641ff9f554743cde84512766a7265b74fd728e557afe9daf640ee5",
+    "fold0-seed1": "06acc5a779e80bcf11cc78dc8b62756dd51e227256de5702c2d5076551956ff4",
+    "fold0-seed2": "08a4fdf751130a1efc969af1b15c9397d460019f78ca315a9dc1e32c4049eb23",
+}
 RECIPE_START = "shipped:day_gru_synth_v1"  # the real recipe's init_from and outside model
 RECIPE_START_SHA256 = "e816f99ef8f60f766a82f8a4ca48feb323a1f7ec09be056197b4eb7d30de9c53"
 H = 720
@@ -49,14 +53,64 @@ def predicted(recording, tmp_path_factory):
 
 
 def test_the_shipped_model_is_the_committed_one():
-    for name, sha in ((DEFAULT_MODEL, SHIPPED_SHA256), (RECIPE_START, RECIPE_START_SHA256)):
-        folder = Path(resolve_path(name))
-        assert hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest() == sha
-        assert sha in (folder / "MADE.md").read_text()
+    def sha(folder: Path) -> str:
+        return hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest()
+
+    ensemble = Path(resolve_path(DEFAULT_MODEL))
+    members = [Path(m) for m in bundle_folders(str(ensemble))]
+    assert [m.name for m in members] == list(SHIPPED_SHA256)
+    for m in members:
+        assert sha(m) == SHIPPED_SHA256[m.name] and sha(m) in (ensemble / "MADE.md").read_text()
+    start = Path(resolve_path(RECIPE_START))
+    assert sha(start) == RECIPE_START_SHA256 and sha(start) in (start / "MADE.md").read_text()
     cfg = load_config(REPO / "params" / "real-sample.yaml")
-    assert cfg.model.init_from == str(folder) and cfg.ensemble.outside == [str(folder)]
-    with pytest.raises(InputError, match="there are: day_gru_synth"):
+    assert cfg.model.init_from == str(start) and cfg.ensemble.outside == [str(start)]
+    with pytest.raises(InputError, match="there are: day_gru_synth, day_gru_synth_v1"):
         resolve_path("shipped:nothing")
+
+
+def test_an_ensemble_predicts_with_its_members_mean_and_a_retrained_member_redoes_it(tmp_path):
+    import yaml
+
+    from sleepdetect.data.features import SeriesSignals, build_features
+    from sleepdetect.events.postprocess import series_candidates
+    from sleepdetect.inference.ensemble import ensemble_scores
+    from sleepdetect.stages.predict import load_model, model_settings
+
+    folder, shipped = load_model(DEFAULT_MODEL)
+    assert folder == Path(resolve_path(DEFAULT_MODEL)) and len(shipped) == 3
+    chosen = yaml.safe_load((folder / "report.yaml").read_text())["min_score"]
+    assert model_settings(folder, shipped, None)["min_score"] == chosen
+    ens = tmp_path / "ens"
+    for b in shipped[:2]:
+        shutil.copytree(b.path, ens / b.path.name)
+    (ens / "ensemble.yaml").write_text(f"members: [{shipped[0].path.name}, {shipped[1].path.name}]")
+    write_synthetic(tmp_path / "syn", n_series=1, days=1.5, seed=3)
+    series = read_series(tmp_path / "syn" / "train_series.parquet")
+    options = PredictOptions(out=tmp_path / "out", model=str(ens))
+    (done,), _, _ = predict([str(tmp_path / "syn" / "train_series.parquet")], options)
+    assert done.error is None and not done.skipped
+    sid = series["series_id"][0]
+    features = shipped[0].config.prepare.features
+    x = build_features(SeriesSignals(series["anglez"].to_numpy(), series["enmo"].to_numpy(),
+                                     series["seconds_of_day"].to_numpy()), features)  # fmt: skip
+    mean = ensemble_scores(shipped[:2], [1.0, 1.0], x, None, 16, "cpu")
+    expected = series_candidates(mean, sid, series["timestamp"][0], shipped[0].config.postprocess,
+                                 x[:, features.index("day_repeat")])  # fmt: skip
+    found = pl.read_csv(options.out / sid / "candidates.csv")
+    np.testing.assert_array_equal(found["step"], expected["step"])
+    np.testing.assert_allclose(found["score"], expected["score"], rtol=1e-5)
+
+    (kept,), _, _ = predict([str(tmp_path / "syn" / "train_series.parquet")], options)
+    assert kept.skipped == [sid]  # nothing changed: kept
+    weights = ens / shipped[1].path.name / "model.pt"
+    shutil.copy(shipped[2].path / "model.pt", weights)  # the member retrained
+    (again,), _, _ = predict([str(tmp_path / "syn" / "train_series.parquet")], options)
+    assert again.error is None and not again.skipped  # made again, not kept
+    changed = ens / shipped[1].path.name / "config.yaml"
+    changed.write_text(changed.read_text().replace("day_start_hour: 5", "day_start_hour: 12"))
+    with pytest.raises(InputError, match="post-process differently"):
+        load_model(str(ens))
 
 
 def test_the_whole_path_recovers_planted_nights_nap_and_not_worn_day(predicted):

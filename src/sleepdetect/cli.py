@@ -345,7 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
     _device_arguments(p, out="folder for the reports")
-    p.add_argument("--model", default=None, help="a bundle folder (default: the shipped one)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a bundle folder, or an ensemble folder (ensemble.yaml) (default: the shipped one)",
+    )
     p.add_argument(
         "--min-score", type=float, default=None, help="night threshold (default: the model's)"
     )

@@ -23,7 +23,7 @@ import yaml
 
 from sleepdetect.core.constants import REFERENCE_FEATURES
 from sleepdetect.core.files import write_text
-from sleepdetect.core.paths import resolve_path
+from sleepdetect.core.paths import bundle_folders, resolve_path
 
 
 class ConfigError(ValueError):
@@ -207,7 +207,8 @@ class TrainerConfig:
 class InferConfig:
     """03_infer: which bundles predict which series, and how they are averaged."""
 
-    bundles: list[str] = field(default_factory=list)  # fold folders; empty: this experiment's
+    # fold folders (an ensemble folder: its members); empty: this experiment's
+    bundles: list[str] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)  # one per bundle; empty: equal weights
     phase: Literal["train", "test"] = "test"  # train: also scores against its labels
     stride: int | None = None  # steps between windows; None: each bundle's windows.valid_stride
@@ -230,7 +231,8 @@ class EnsembleConfig:
     blend and the OOF score is the blend's, and into the submission. On the real sample the
     synthetic-only GRU at weight 0.5 raised the nested score from 0.674 to 0.692."""
 
-    outside: list[str] = field(default_factory=list)  # bundle folders (fold<k> of another exp)
+    # bundle folders (fold<k> of another exp); an ensemble folder stands for its members
+    outside: list[str] = field(default_factory=list)
     outside_weight: float = 0.5  # their mean's share of the scores; the fold models' has the rest
 
 
@@ -341,8 +343,16 @@ def load_config(
     cfg.data.dir = resolve_path(cfg.data.dir)
     if cfg.model.init_from:
         cfg.model.init_from = resolve_path(cfg.model.init_from)
-    cfg.infer.bundles = [resolve_path(b) for b in cfg.infer.bundles]
-    cfg.ensemble.outside = [resolve_path(b) for b in cfg.ensemble.outside]
+        members = bundle_folders(cfg.model.init_from)
+        if len(members) > 1:
+            raise ConfigError(
+                f"model.init_from={cfg.model.init_from}: an ensemble of {len(members)} bundles; "
+                f"fine-tuning starts from one of them (e.g. {members[0]})"
+            )
+    cfg.infer.bundles = [f for b in cfg.infer.bundles for f in bundle_folders(resolve_path(b))]
+    cfg.ensemble.outside = [
+        f for b in cfg.ensemble.outside for f in bundle_folders(resolve_path(b))
+    ]
     cfg.windows.extra = [resolve_path(d) for d in cfg.windows.extra]
     if not 0 <= cfg.windows.extra_share < 1:
         raise ConfigError(f"windows.extra_share={cfg.windows.extra_share}: a share, from 0 to 1")

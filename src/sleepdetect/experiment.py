@@ -16,12 +16,13 @@ bench script and test asks here where a file goes, so a name is spelled in one p
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 from sleepdetect.config import Config
 from sleepdetect.core.fingerprints import file_hash
-from sleepdetect.core.paths import project_root
+from sleepdetect.core.paths import bundle_folders, project_root
 
 MODEL_FILE = "model.pt"  # a bundle's weights; written last, so it marks a fold complete
 FOLD_OOF = "oof.parquet"  # a fold model's out-of-fold scores, beside its bundle
@@ -121,7 +122,12 @@ def averaged_bundles(cfg: Config, root: Path = Path()) -> list[Path]:
 
 
 def model_sha256(bundle: str | Path, root: Path | None = None) -> str | None:
-    """sha256 of a bundle's model.pt (None while it is not trained). A relative `bundle` is
-    taken from `root`, by default the checkout root, where every stage runs."""
-    weights = (root or project_root() or Path.cwd()) / bundle / MODEL_FILE
+    """sha256 of a bundle's model.pt (None while it is not trained); of an ensemble folder,
+    the sha256 of its members' in order. A relative `bundle` is taken from `root`, by default
+    the checkout root, where every stage runs."""
+    folder = (root or project_root() or Path.cwd()) / bundle
+    members = bundle_folders(str(folder))
+    if len(members) > 1:
+        return hashlib.sha256(" ".join(model_sha256(m) for m in members).encode()).hexdigest()
+    weights = folder / MODEL_FILE
     return file_hash(weights) if weights.is_file() else None

@@ -19,6 +19,9 @@ its own name (`<slug>/<slug>/exp/fold0`). An archive Kaggle left unpacked (`exp.
 A path written `shipped:<name>` is a bundle that ships inside the package
 (`src/sleepdetect/shipped/<name>/`), so it is found in a checkout, an installed wheel and the
 Kaggle kernel alike.
+
+A folder holding `ensemble.yaml` is an ensemble: several bundles, its `members`, averaged
+wherever bundles are named (`bundle_folders`); the shipped default model is one.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
+
 from sleepdetect.core.errors import InputError
 
 INPUT_PREFIX = "input:"
 SHIPPED_PREFIX = "shipped:"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped"
 KAGGLE_INPUT_ENV = "SLEEPDETECT_KAGGLE_INPUT"
+ENSEMBLE_FILE = "ensemble.yaml"  # in an ensemble folder: `members`, its bundle folders
 
 
 def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -114,15 +120,39 @@ def resolve_path(path: str) -> str:
 
 
 def shipped(name: str) -> Path:
-    """The folder of the bundle shipped as `name`, or an InputError listing those there are."""
+    """The folder of the bundle (or ensemble) shipped as `name`, or an InputError listing
+    those there are."""
+
+    def is_model(folder: Path) -> bool:
+        return (folder / "model.pt").is_file() or (folder / ENSEMBLE_FILE).is_file()
+
     folder = SHIPPED_DIR / name
-    if not name or not (folder / "model.pt").is_file():
-        there = sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "model.pt").is_file())
+    if not name or not is_model(folder):
+        there = sorted(p.name for p in SHIPPED_DIR.iterdir() if is_model(p))
         raise InputError(
             f"shipped:{name} is not a bundle shipped with sleepdetect; there are: "
             f"{', '.join(there) or 'none'}"
         )
     return folder
+
+
+def bundle_folders(path: str) -> list[str]:
+    """The bundle folders `path` stands for: itself, or an ensemble folder's members (the
+    folders its ensemble.yaml lists, inside it), which are averaged like any list of bundles."""
+    listing = Path(path) / ENSEMBLE_FILE
+    if not listing.is_file():
+        return [path]
+    fix = "it must hold `members:`, a list of bundle folders inside it (model.pt + config.yaml)"
+    try:
+        members = (yaml.safe_load(listing.read_text()) or {}).get("members")
+    except (yaml.YAMLError, AttributeError) as e:
+        raise InputError(f"{listing}: not an ensemble listing ({e}); {fix}") from e
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise InputError(f"{listing}: members is {members!r}; {fix}")
+    missing = [m for m in members if not (Path(path) / m / "model.pt").is_file()]
+    if missing:
+        raise InputError(f"{listing}: member {missing[0]} has no model.pt in {path}; {fix}")
+    return [str(Path(path) / m) for m in members]
 
 
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")

@@ -36,7 +36,7 @@ from sleepdetect.core.constants import STEP_SECONDS
 from sleepdetect.core.errors import InputError
 from sleepdetect.core.files import atomic_path
 from sleepdetect.core.fingerprints import source_record
-from sleepdetect.core.paths import resolve_path
+from sleepdetect.core.paths import bundle_folders, resolve_path
 from sleepdetect.core.records import check_record, write_record
 from sleepdetect.data.features import SeriesSignals, build_features, not_worn_of
 from sleepdetect.data.io import iter_series
@@ -44,7 +44,7 @@ from sleepdetect.devices.convert import Options, convert_file, failures, recordi
 from sleepdetect.diary import Comparison, compare, read_diary
 from sleepdetect.events.postprocess import series_candidates
 from sleepdetect.experiment import model_sha256
-from sleepdetect.inference.bundles import Bundle, load_bundle
+from sleepdetect.inference.bundles import Bundle, load_bundle, same_features
 from sleepdetect.inference.ensemble import ensemble_scores
 from sleepdetect.page import Page, write_page
 from sleepdetect.plots import plot_actogram, plot_bland_altman
@@ -52,7 +52,7 @@ from sleepdetect.report import PAIR_RULE, night_report, read_report, report_tabl
 
 DEFAULT_MODEL = "shipped:day_gru_synth"
 RECORD = "predict.json"
-REPORT_SETTINGS = "report.yaml"  # beside a bundle's model.pt: its min_score, how it was chosen
+REPORT_SETTINGS = "report.yaml"  # in a model's folder: its min_score, how it was chosen
 FILES = ("report.csv", "candidates.csv", "actogram.png", "report.html")
 # what the page's table shows (report.csv has every column)
 PAGE_COLUMNS = ("night", "period", "onset_time", "wakeup_time", "duration", "not_worn_min",
@@ -87,7 +87,7 @@ def predict(
     outcomes, summary.csv and, with a diary, its comparison. A recording's bad input is its
     outcome's error."""
     files = shard(recordings(inputs), options.shard)
-    load_bundle(resolve_path(options.model))  # a bad model: one error, before any file
+    load_model(options.model)  # a bad model: one error, before any file
     options.out.mkdir(parents=True, exist_ok=True)
     if options.workers > 1 and len(files) > 1:
         threads = max(1, (os.cpu_count() or 1) // options.workers)
@@ -130,11 +130,11 @@ def predict_file(path: Path, options: PredictOptions) -> Outcome:
     """One input file, every series in it; an InputError becomes the outcome's error."""
     outcome = Outcome(path)
     try:
-        bundle = load_bundle(resolve_path(options.model))
-        settings = model_settings(bundle, options.min_score)
+        folder, bundles = load_model(options.model)
+        settings = model_settings(folder, bundles, options.min_score)
         for series, source, notes in _series_of(path, options):
             sid = series["series_id"][0]
-            done = report_series(series, source, notes, bundle, settings, options.out / sid)
+            done = report_series(series, source, notes, bundles, settings, options.out / sid)
             outcome.tables.append(done[0])
             if done[1]:
                 outcome.skipped.append(sid)
@@ -166,18 +166,33 @@ def _is_series_file(path: Path) -> bool:
     return "anglez" in names and "enmo" in names
 
 
-def model_settings(bundle: Bundle, min_score: float | None) -> dict:
-    """The model's identity and its report threshold (`report.yaml` beside it, or given)."""
+def load_model(name: str) -> tuple[Path, list[Bundle]]:
+    """The folder of model `name` (a bundle, or an ensemble of bundles averaged, like the
+    shipped default) and its bundles, which must share features and post-processing."""
+    folder = resolve_path(name)
+    bundles = [load_bundle(f) for f in bundle_folders(folder)]
+    same_features(bundles)
+    for b in bundles[1:]:
+        if b.config.postprocess != bundles[0].config.postprocess:
+            raise InputError(
+                f"{name}: its members {bundles[0].path.name} and {b.path.name} post-process "
+                "differently; give every member of an ensemble the same postprocess section"
+            )
+    return (bundles[0].path if len(bundles) == 1 else Path(folder)), bundles
+
+
+def model_settings(folder: Path, bundles: list[Bundle], min_score: float | None) -> dict:
+    """The model's identity and its report threshold (`report.yaml` in its folder, or given)."""
     chosen = {}
-    path = bundle.path / REPORT_SETTINGS
+    path = folder / REPORT_SETTINGS
     if path.is_file():
         chosen = yaml.safe_load(path.read_text()) or {}
     return {
-        "model": str(bundle.path.name),
-        "sha256": model_sha256(bundle.path.resolve()),
+        "model": str(folder.name),
+        "sha256": model_sha256(folder.resolve()),
         "min_score": float(min_score if min_score is not None else chosen.get("min_score", 0.0)),
         "min_score_from": "--min-score" if min_score is not None else str(path.name),
-        "postprocess": asdict(bundle.config.postprocess),
+        "postprocess": asdict(bundles[0].config.postprocess),
     }
 
 
@@ -185,28 +200,29 @@ def report_series(
     series: pl.DataFrame,
     source: dict,
     notes: list[str],
-    bundle: Bundle,
+    bundles: list[Bundle],
     settings: dict,
     out: Path,
 ) -> tuple[pl.DataFrame, bool]:
-    """One series' files in `out` (FILES), unless its record shows them made from the same
-    inputs; returns its table and whether it was skipped."""
+    """One series' files in `out` (FILES), made with the mean of `bundles`' scores, unless its
+    record shows them made from the same inputs; returns its table and whether it was
+    skipped."""
     inputs = {"source": source, "settings": settings, "version": __version__}
     if check_record(out / RECORD, inputs) is None and all((out / f).is_file() for f in FILES):
         return read_report(out / "report.csv"), True
     out.mkdir(parents=True, exist_ok=True)
     (out / RECORD).unlink(missing_ok=True)  # no record: no finished report of these inputs
     sid = series["series_id"][0]
-    features = bundle.config.prepare.features
+    features = bundles[0].config.prepare.features
     signals = SeriesSignals(
         anglez=series["anglez"].to_numpy(),
         enmo=series["enmo"].to_numpy(),
         seconds_of_day=series["seconds_of_day"].to_numpy(),
     )
     x = build_features(signals, features)
-    scores = ensemble_scores([bundle], [1.0], x, None, 16, "cpu")
+    scores = ensemble_scores(bundles, [1.0] * len(bundles), x, None, 16, "cpu")
     day_repeat = x[:, features.index("day_repeat")] if "day_repeat" in features else None
-    post = bundle.config.postprocess
+    post = bundles[0].config.postprocess
     candidates = series_candidates(scores, sid, series["timestamp"][0], post, day_repeat)
     off = not_worn_of(series, day_repeat)
     line = timeline(series, off)
