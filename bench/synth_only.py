@@ -23,12 +23,12 @@ import numpy as np
 import polars as pl
 
 from sleepdetect.config import Config, load_config
-from sleepdetect.core.paths import bundle_folders, resolve_path
 from sleepdetect.cv.tune import run_tune
 from sleepdetect.data.prepare import Manifest, open_prepared
 from sleepdetect.data.windows import series_labels, split_segments
-from sleepdetect.inference.bundles import load_bundle, same_features
+from sleepdetect.inference.bundles import same_features
 from sleepdetect.inference.ensemble import ensemble_scores
+from sleepdetect.stages.predict import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "cmi"
@@ -43,7 +43,7 @@ def oof_of_bundles(bundles: list[str], out: str) -> tuple[pl.DataFrame, Manifest
     manifest = open_prepared(cfg, on_stale="prepare")
     events = manifest.read_events()
     labels = series_labels(manifest, events)
-    loaded = [load_bundle(f) for b in bundles for f in bundle_folders(resolve_path(b))]
+    loaded = [b for name in bundles for b in load_model(name)[1]]
     same_features(loaded)
     if loaded[0].config.prepare.features != manifest.feature_names:
         sys.exit(f"{bundles[0]}: its features are not the recipe's {manifest.feature_names}")

@@ -349,10 +349,8 @@ def load_config(
                 f"model.init_from={cfg.model.init_from}: an ensemble of {len(members)} bundles; "
                 f"fine-tuning starts from one of them (e.g. {members[0]})"
             )
-    cfg.infer.bundles = [f for b in cfg.infer.bundles for f in bundle_folders(resolve_path(b))]
-    cfg.ensemble.outside = [
-        f for b in cfg.ensemble.outside for f in bundle_folders(resolve_path(b))
-    ]
+    cfg.infer.bundles = _bundle_paths(cfg.infer.bundles)
+    cfg.ensemble.outside = _bundle_paths(cfg.ensemble.outside)
     cfg.windows.extra = [resolve_path(d) for d in cfg.windows.extra]
     if not 0 <= cfg.windows.extra_share < 1:
         raise ConfigError(f"windows.extra_share={cfg.windows.extra_share}: a share, from 0 to 1")
@@ -361,6 +359,11 @@ def load_config(
             f"ensemble.outside_weight={cfg.ensemble.outside_weight}: a share, from 0 to 1"
         )
     return cfg
+
+
+def _bundle_paths(paths: list[str]) -> list[str]:
+    """Bundle paths resolved, each ensemble folder replaced by its members."""
+    return [f for p in paths for f in bundle_folders(resolve_path(p))]
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
