@@ -9,9 +9,9 @@ nothing is chosen on them. The threshold is: each night's best onset x wakeup sc
 contiguous nights the threshold is chosen on the other nights from GRID (the most nights
 right; among ties the middle of the tied thresholds), then applied to the block: the nested
 share of nights right is the figure reported. The threshold chosen on all nights goes to
-src/sleepdetect/shipped/day_gru_synth/report.yaml with --write.
+the model's folder (report.yaml) with --write.
 
-    .venv/bin/python bench/shipped.py [--write]
+    .venv/bin/python bench/shipped.py [--model FOLDER] [--write]
 """
 
 from __future__ import annotations
@@ -81,12 +81,13 @@ def nested(nights: pl.DataFrame) -> tuple[float, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the chosen threshold")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a bundle or ensemble folder")
     args = parser.parse_args()
     if not (DATA / "train_series.parquet").is_file():
         raise SystemExit(f"{DATA}: the shared real series is not there")
     series = read_series(DATA / "train_series.parquet")
     events = read_events(DATA / "train_events.csv").drop_nulls("step")
-    folder, bundles = load_model(DEFAULT_MODEL)
+    folder, bundles = load_model(args.model)
     settings = model_settings(folder, bundles, 0.0)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,15 +38,15 @@ RECIPE = REPO / "params" / "real-sample.yaml"
 def oof_of_bundles(bundles: list[str], out: str) -> tuple[pl.DataFrame, Manifest, Config]:
     """The bundles' mean scores of every step the recipe's folds validate, with the fold that
     validates it; the prepared real series; the recipe's config."""
+    loaded = [b for name in bundles for b in load_model(name)[1]]
+    same_features(loaded)
     cfg = load_config(RECIPE, ["exp_name=synth-only", f"output.dir={out}"])
-    cfg = replace(cfg, data=replace(cfg.data, dir=str(DATA)))
+    features = loaded[0].config.prepare.features  # the bundles' own, not the recipe's
+    cfg = replace(cfg, data=replace(cfg.data, dir=str(DATA)),
+                  prepare=replace(cfg.prepare, features=features))  # fmt: skip
     manifest = open_prepared(cfg, on_stale="prepare")
     events = manifest.read_events()
     labels = series_labels(manifest, events)
-    loaded = [b for name in bundles for b in load_model(name)[1]]
-    same_features(loaded)
-    if loaded[0].config.prepare.features != manifest.feature_names:
-        sys.exit(f"{bundles[0]}: its features are not the recipe's {manifest.feature_names}")
     batch = cfg.infer.batch_size
     ones = [1.0] * len(loaded)
     scores = {

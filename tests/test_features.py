@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -160,3 +162,65 @@ def test_not_worn_joins_repeated_days_and_the_devices_own_column():
     both = not_worn_of(df.with_columns(pl.Series("not_worn", device)))
     assert both[1000:2000].all() and both[2 * STEPS_PER_DAY :].all()
     assert both.sum() == repeat.sum() + 1000
+
+
+def _days(pattern: list[np.ndarray], seed: int = 0) -> SeriesSignals:
+    """Whole days from midnight, each a (steps,) bool mask: masked steps hold the arm still,
+    the others move it at random."""
+    rng = np.random.default_rng(seed)
+    still = np.concatenate(pattern)
+    moves = np.where(still, 0.0, rng.uniform(-40, 40, len(still)))
+    return SeriesSignals(
+        anglez=(np.cumsum(moves) % 90).astype(np.float32),
+        enmo=rng.exponential(0.05, len(still)).astype(np.float32),
+        seconds_of_day=((np.arange(len(still)) * 5) % 86400).astype(np.int32),
+    )
+
+
+def _still(start_h: float, end_h: float) -> np.ndarray:
+    hours = np.arange(STEPS_PER_DAY) * 5 / 3600
+    return (hours >= start_h) & (hours < end_h)
+
+
+def _at(day: int, hour: float) -> int:
+    return day * STEPS_PER_DAY + int(hour * 720)
+
+
+def _other_days(s: SeriesSignals) -> np.ndarray:
+    return build_features(s, ["other_days_still"])[:, 0]
+
+
+NIGHT, AWAKE = _still(1, 7), _still(0, 0)
+MIDDAYS = slice(_at(0, 0.5), _at(0, 23.5))  # day 0 away from the edges rolling windows cross
+
+
+def test_other_days_still_is_the_habit_of_the_other_days_at_that_clock_time():
+    """Two nights still 01:00-07:00, then a day awake throughout: on the awake day the
+    feature still shows the habitual night, and a day's own movements never count."""
+    s = _days([NIGHT, NIGHT, AWAKE])
+    x = _other_days(s)
+    assert x[_at(2, 4)] < x[_at(2, 12)] - 1.0  # the awake day sees the usual night at 04:00
+    assert x[_at(0, 4)] > x[_at(2, 4)] + 0.5  # day 0 sees one still and one awake night
+
+    other = _days([NIGHT, NIGHT, AWAKE], seed=1)  # day 0 moves differently
+    anglez = np.concatenate([other.anglez[:STEPS_PER_DAY], s.anglez[STEPS_PER_DAY:]])
+    y = _other_days(replace(s, anglez=anglez))
+    np.testing.assert_allclose(y[MIDDAYS], x[MIDDAYS], rtol=1e-6)
+    assert not np.allclose(y[_at(1, 12) : _at(1, 13)], x[_at(1, 12) : _at(1, 13)])
+
+
+def test_other_days_still_leaves_copied_days_out():
+    """A day that copies an earlier one (the competition's non-wear filler) is no habit."""
+    s = _days([NIGHT, AWAKE, NIGHT])
+    copied = replace(
+        s,
+        anglez=np.concatenate([s.anglez, s.anglez[STEPS_PER_DAY : 2 * STEPS_PER_DAY]]),
+        enmo=np.concatenate([s.enmo, s.enmo[STEPS_PER_DAY : 2 * STEPS_PER_DAY]]),
+        seconds_of_day=np.tile(s.seconds_of_day[:STEPS_PER_DAY], 4),
+    )
+    np.testing.assert_allclose(_other_days(copied)[MIDDAYS], _other_days(s)[MIDDAYS], rtol=1e-6)
+
+
+def test_other_days_still_of_a_single_day_is_its_mean():
+    x = _other_days(_days([NIGHT]))
+    assert np.ptp(x) == 0 and np.isfinite(x).all()

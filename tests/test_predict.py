@@ -26,9 +26,9 @@ from sleepdetect.stages.predict import DEFAULT_MODEL, PredictOptions, predict
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_SHA256 = {  # the members of the shipped ensemble, in its ensemble.yaml's order
-    "fold0": "d6c81de0c3641ff9f554743cde84512766a7265b74fd728e557afe9daf640ee5",
-    "fold0-seed1": "06acc5a779e80bcf11cc78dc8b62756dd51e227256de5702c2d5076551956ff4",
-    "fold0-seed2": "08a4fdf751130a1efc969af1b15c9397d460019f78ca315a9dc1e32c4049eb23",
+    "fold0": "d6a54be1568073293a78c7cacbd228c91f9a0b315684c538c5f5e5742879c15a",
+    "fold0-seed1": "2fa86fc205f036cbffb06a32abd5ae7979af22e64153274bf18eb2e39a4b9154",
+    "fold0-seed2": "c253a0b3cdfd5af7413bcdbd9521fa68aa05b2e3a16cc7de6b80782b9d34e51c",
 }
 RECIPE_START = "shipped:day_gru_synth_v1"  # the real recipe's init_from and outside model
 RECIPE_START_SHA256 = "e816f99ef8f60f766a82f8a4ca48feb323a1f7ec09be056197b4eb7d30de9c53"

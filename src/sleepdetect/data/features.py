@@ -16,20 +16,24 @@ import numpy as np
 import polars as pl
 from scipy.ndimage import maximum_filter1d
 
-from sleepdetect.core.constants import REFERENCE_FEATURES, STEPS_PER_DAY
+from sleepdetect.core.constants import REFERENCE_FEATURES, STEPS_PER_DAY, STEPS_PER_MINUTE
 from sleepdetect.core.registry import Registry, UnknownComponentError
 
 FEATURES = Registry("feature")
+MINUTES_PER_DAY = STEPS_PER_DAY // STEPS_PER_MINUTE
 
 # Means and standard deviations over the full competition training set, as published with the
 # reference solution; the anglez-diff scale is the std of step-to-step anglez changes in the
-# real sample. Fixed so that every run, train or test, normalises alike.
+# real sample, the still_log ones the mean and std of other_days_still there. Fixed so that
+# every run, train or test, normalises alike.
 NORMALISATION = {
     "anglez_mean": -8.810476,
     "anglez_std": 35.521877,
     "enmo_mean": 0.041315,
     "enmo_std": 0.101829,
     "anglez_diff_std": 12.6,
+    "still_log_mean": 1.55,
+    "still_log_std": 0.57,
 }
 
 FULL_FEATURES = [
@@ -109,6 +113,29 @@ def day_repeat(s: SeriesSignals, max_days: int = 3, min_run: int = 720) -> np.nd
             break
         flag[lag:] |= (s.anglez[lag:] == s.anglez[:-lag]) & (s.enmo[lag:] == s.enmo[:-lag])
     return _drop_short_runs(flag, min_run).astype(np.float32)
+
+
+@FEATURES.register("other_days_still")
+def other_days_still(s: SeriesSignals, window: int = 360) -> np.ndarray:
+    """How still the arm is at this clock minute on the series' other days: the mean over
+    those days of log(1 + the `window`-step mean of |anglez change|), copied days
+    (`day_repeat`) left out. Context a one-day window cannot hold: the person's habitual sleep
+    times, which tell lying awake in bed from sleep. No other day at that minute: the series'
+    mean."""
+    day = np.cumsum(np.diff(s.seconds_of_day, prepend=s.seconds_of_day[:1]) < 0)
+    minute = s.seconds_of_day // 60
+    cell = day * MINUTES_PER_DAY + minute  # one (day, clock minute) cell
+    value = np.log1p(_rolling_mean(s.anglez_absdiff, window))
+    weight = 1.0 - day_repeat(s)
+    cell_sum = np.bincount(cell, weight * value)
+    cell_count = np.bincount(cell, weight)
+    minute_sum = np.bincount(minute, weight * value, MINUTES_PER_DAY)
+    minute_count = np.bincount(minute, weight, MINUTES_PER_DAY)
+    other_sum = minute_sum[minute] - cell_sum[cell]
+    other_count = minute_count[minute] - cell_count[cell]
+    fallback = np.sum(weight * value) / max(np.sum(weight), 1.0)
+    out = np.where(other_count > 0, other_sum / np.maximum(other_count, 1e-9), fallback)
+    return (out - NORMALISATION["still_log_mean"]) / NORMALISATION["still_log_std"]
 
 
 def not_worn_of(series_df: pl.DataFrame, prepared: np.ndarray | None = None) -> np.ndarray:
