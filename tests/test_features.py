@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sleepdetect.core.constants import STEPS_PER_DAY
+from sleepdetect.core.constants import STEPS_PER_DAY, STEPS_PER_HOUR
 from sleepdetect.core.registry import UnknownComponentError
 from sleepdetect.data.features import (
     FEATURES,
@@ -183,7 +183,7 @@ def _still(start_h: float, end_h: float) -> np.ndarray:
 
 
 def _at(day: int, hour: float) -> int:
-    return day * STEPS_PER_DAY + int(hour * 720)
+    return day * STEPS_PER_DAY + int(hour * STEPS_PER_HOUR)
 
 
 def _other_days(s: SeriesSignals) -> np.ndarray:
