@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from sleepdetect.config import Config, ConfigError, load_config, save_config, to_dict, valid_keys
-from sleepdetect.core.paths import resolve_path
+from sleepdetect.core.paths import bundle_folders, resolve_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,10 +25,10 @@ def test_params_file_changes_exactly_the_keys_it_writes(params):
     for key, default in defaults.items():
         if key in written:
             expected = written[key]
-            # `input:` and `shipped:` paths are looked up
+            # `input:` and `shipped:` paths are looked up, ensemble folders listed as members
             if key in ("data.dir", "infer.bundles", "model.init_from", "ensemble.outside"):
                 expected = (
-                    [resolve_path(b) for b in expected]
+                    [f for b in expected for f in bundle_folders(resolve_path(b))]
                     if isinstance(expected, list)
                     else resolve_path(expected)
                 )

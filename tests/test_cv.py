@@ -291,6 +291,25 @@ def test_a_retrained_init_bundle_makes_its_folds_stale(trained, tmp_path):
     with open(source / "model.pt", "ab") as f:  # the pretrained bundle changes
         f.write(b"\0")
     assert not trained_with(fold, fold_cfg, fold_inputs(fold_cfg, manifest))
+    # The pretrained folder becomes an ensemble, as the shipped day_gru_synth_v1 did: the
+    # fold's config, which names the folder, no longer loads; the fold is stale, not an error.
+    member = source / "fold0"
+    member.mkdir()
+    for f in [p for p in source.iterdir() if p.is_file()]:
+        shutil.move(f, member / f.name)
+    shutil.copytree(member, source / "fold0-seed1")
+    (source / "ensemble.yaml").write_text("members: [fold0, fold0-seed1]\n")
+    now = load_config(
+        None,
+        [
+            f"output.dir={tmp_path}",
+            f"data.dir={trained.data.dir}",
+            *TINY,
+            f"model.init_from={member}",
+            "split.fold=1",
+        ],
+    )
+    assert not trained_with(fold, now, fold_inputs(now, manifest))
 
 
 def test_init_from_starts_from_the_named_weights(trained, tmp_path):

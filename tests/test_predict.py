@@ -30,8 +30,12 @@ SHIPPED_SHA256 = {  # the members of the shipped ensemble, in its ensemble.yaml'
     "fold0-seed1": "2fa86fc205f036cbffb06a32abd5ae7979af22e64153274bf18eb2e39a4b9154",
     "fold0-seed2": "c253a0b3cdfd5af7413bcdbd9521fa68aa05b2e3a16cc7de6b80782b9d34e51c",
 }
-RECIPE_START = "shipped:day_gru_synth_v1"  # the real recipe's init_from and outside model
-RECIPE_START_SHA256 = "e816f99ef8f60f766a82f8a4ca48feb323a1f7ec09be056197b4eb7d30de9c53"
+RECIPE_OUTSIDE = "shipped:day_gru_synth_v1"  # the real recipe's outside model; fold0 its start
+RECIPE_OUTSIDE_SHA256 = {
+    "fold0": "e816f99ef8f60f766a82f8a4ca48feb323a1f7ec09be056197b4eb7d30de9c53",
+    "fold0-seed1": "a4af4aa8905bd7ecf7dac0de1b25f2a11c902456fefa5186c6e689983ac7f1ba",
+    "fold0-seed2": "1b090afeb46362134cdd027ab0aad08ba2960992fb89a56242972acb817fcc22",
+}
 H = 720
 
 
@@ -56,15 +60,18 @@ def test_the_shipped_model_is_the_committed_one():
     def sha(folder: Path) -> str:
         return hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest()
 
-    ensemble = Path(resolve_path(DEFAULT_MODEL))
-    members = [Path(m) for m in bundle_folders(str(ensemble))]
-    assert [m.name for m in members] == list(SHIPPED_SHA256)
-    for m in members:
-        assert sha(m) == SHIPPED_SHA256[m.name] and sha(m) in (ensemble / "MADE.md").read_text()
-    start = Path(resolve_path(RECIPE_START))
-    assert sha(start) == RECIPE_START_SHA256 and sha(start) in (start / "MADE.md").read_text()
+    def members_of(name: str, shas: dict[str, str]) -> list[str]:
+        ensemble = Path(resolve_path(name))
+        members = [Path(m) for m in bundle_folders(str(ensemble))]
+        assert [m.name for m in members] == list(shas)
+        for m in members:
+            assert sha(m) == shas[m.name] and sha(m) in (ensemble / "MADE.md").read_text()
+        return [str(m) for m in members]
+
+    members_of(DEFAULT_MODEL, SHIPPED_SHA256)
+    outside = members_of(RECIPE_OUTSIDE, RECIPE_OUTSIDE_SHA256)
     cfg = load_config(REPO / "params" / "real-sample.yaml")
-    assert cfg.model.init_from == str(start) and cfg.ensemble.outside == [str(start)]
+    assert cfg.model.init_from == outside[0] and cfg.ensemble.outside == outside
     with pytest.raises(InputError, match="there are: day_gru_synth, day_gru_synth_v1"):
         resolve_path("shipped:nothing")
 

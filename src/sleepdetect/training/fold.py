@@ -95,7 +95,11 @@ def _same_run(fold_dir: Path, cfg: Config, inputs: dict) -> bool:
     config = fold_dir / "config.yaml"
     if not config.is_file():
         return False
-    same_config = fold_dict(load_config(config)) == fold_dict(cfg)
+    try:
+        old = load_config(config)
+    except ConfigError:  # it names what no longer loads (init_from now an ensemble): stale
+        return False
+    same_config = fold_dict(old) == fold_dict(cfg)
     return same_config and check_record(fold_dir / INPUTS_RECORD, inputs) is None
 
 
