@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sleepdetect.core.constants import STEPS_PER_DAY, STEPS_PER_HOUR
+from sleepdetect.core.constants import STEP_SECONDS, STEPS_PER_DAY, STEPS_PER_HOUR
 from sleepdetect.core.registry import UnknownComponentError
 from sleepdetect.data.features import (
     FEATURES,
@@ -173,12 +173,12 @@ def _days(pattern: list[np.ndarray], seed: int = 0) -> SeriesSignals:
     return SeriesSignals(
         anglez=(np.cumsum(moves) % 90).astype(np.float32),
         enmo=rng.exponential(0.05, len(still)).astype(np.float32),
-        seconds_of_day=((np.arange(len(still)) * 5) % 86400).astype(np.int32),
+        seconds_of_day=((np.arange(len(still)) * STEP_SECONDS) % 86400).astype(np.int32),
     )
 
 
 def _still(start_h: float, end_h: float) -> np.ndarray:
-    hours = np.arange(STEPS_PER_DAY) * 5 / 3600
+    hours = np.arange(STEPS_PER_DAY) / STEPS_PER_HOUR
     return (hours >= start_h) & (hours < end_h)
 
 
